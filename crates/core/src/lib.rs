@@ -1,0 +1,28 @@
+//! The lock.io state machine: sessions, locks, fence tokens and expiry, and nothing else.
+//!
+//! This crate is the part of lock.io that every replica runs identically. It is pure:
+//!
+//! - no I/O, no clock, no randomness: the leader stamps the time (`UnixMillis`) and mints
+//!   session ids before a `Command` enters the Raft log, and `LockState::apply` only reads
+//!   what the command carries;
+//! - only ordered collections (`BTreeMap`/`BTreeSet`), so a snapshot of the same state is the
+//!   same bytes on every replica;
+//! - every domain outcome (lock held, session expired, wrong token, even a command that would
+//!   be invalid) is a value of `Outcome`; `apply` never panics on a command, because a panic
+//!   that one replica hits and another does not would split the cluster.
+//!
+//! Raft, storage, transport, time-keeping and HTTP live in the `lockio` crate and see this
+//! crate only through `Command`, `Outcome`, the read methods of `LockState`, and
+//! `LockState::snapshot`/`LockState::restore`.
+//!
+//! Left out for now, with room kept: blocking acquire with a FIFO queue of waiting sessions
+//! per resource, watches, a lock-delay after a holder's session expires, and a "is this fence
+//! token still current" check. Each is a new `Command` or read method over the same maps.
+
+mod command;
+mod state;
+mod types;
+
+pub use command::{Command, DomainError, ExpiredSession, Grant, Outcome, Applied};
+pub use state::{Lock, LockState, Session, SessionStatus, Stats, SnapshotError, EXPIRED_RETENTION};
+pub use types::{ClientId, FenceToken, InvalidValue, Resource, SessionId, Timeout, UnixMillis};

@@ -1,0 +1,166 @@
+//! Property tests: random command sequences against the invariants lock.io promises.
+
+use std::collections::BTreeMap;
+
+use lockio_core::{
+    Applied, ClientId, Command, DomainError, FenceToken, LockState, Outcome, Resource, SessionId, Timeout, UnixMillis,
+};
+use proptest::prelude::*;
+
+const SESSIONS: u128 = 4;
+const RESOURCES: [&str; 3] = ["alpha", "beta", "gamma"];
+
+fn session(n: u128) -> SessionId {
+    SessionId(uuid::Uuid::from_u128(n + 1))
+}
+
+/// A command over a small pool of sessions and resources, so that conflicts are common.
+fn command() -> impl Strategy<Value = Command> {
+    let sid = (0..SESSIONS).prop_map(session);
+    let res = (0..RESOURCES.len()).prop_map(|i| Resource::new(RESOURCES[i]).unwrap());
+    // Mostly forward time, sometimes a step back (a leader's clock that jumped).
+    let now = (0u64..20_000).prop_map(UnixMillis);
+    prop_oneof![
+        (sid.clone(), 5u64..60, now.clone()).prop_map(|(session_id, t, now)| Command::CreateSession {
+            session_id,
+            client_id: ClientId::new("client").unwrap(),
+            timeout: Timeout::from_secs(t).unwrap(),
+            now
+        }),
+        (sid.clone(), now.clone()).prop_map(|(session_id, now)| Command::DeleteSession { session_id, now }),
+        (sid.clone(), res.clone(), now.clone()).prop_map(|(session_id, resource, now)| Command::Acquire {
+            session_id,
+            resource,
+            now
+        }),
+        (sid.clone(), res.clone(), 1u64..12, now.clone()).prop_map(|(session_id, resource, t, now)| Command::Release {
+            session_id,
+            resource,
+            fence_token: FenceToken::new(t).unwrap(),
+            now
+        }),
+        (proptest::collection::vec(sid.clone(), 0..3), now.clone())
+            .prop_map(|(session_ids, now)| Command::ExpireSessions { session_ids, now }),
+        (proptest::collection::vec(sid, 0..2), now).prop_map(|(expire, now)| Command::Cleanup { expire, now }),
+    ]
+}
+
+/// Every `(resource, token)` a command granted or released, from its outcome.
+fn ended_grants(outcome: &Outcome) -> Vec<(Resource, FenceToken, SessionId)> {
+    match outcome {
+        Ok(Applied::SessionDeleted { released, .. }) => {
+            released.iter().map(|g| (g.resource.clone(), g.fence_token, g.session_id)).collect()
+        }
+        Ok(Applied::Released { grant }) => vec![(grant.resource.clone(), grant.fence_token, grant.session_id)],
+        Ok(Applied::Expired { expired, .. }) => expired
+            .iter()
+            .flat_map(|e| e.released.iter().map(|g| (g.resource.clone(), g.fence_token, g.session_id)))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+    /// At most one holder per resource, tokens strictly increase, delete and expiry release
+    /// everything the session held, and the state's own invariants hold after every step.
+    #[test]
+    fn invariants_hold(commands in proptest::collection::vec(command(), 1..80)) {
+        let mut state = LockState::new();
+        // The model: who holds what, from the outcomes alone.
+        let mut holders: BTreeMap<Resource, (SessionId, FenceToken)> = BTreeMap::new();
+        let mut last_token = 0u64;
+        for command in commands {
+            let before = state.clone();
+            let outcome = state.apply(command.clone());
+            prop_assert!(state.check_invariants().is_ok(), "{:?}", state.check_invariants());
+            if outcome.is_err() {
+                prop_assert_eq!(&before, &state, "a refused command must change nothing");
+            }
+            for (resource, token, sid) in ended_grants(&outcome) {
+                prop_assert_eq!(holders.remove(&resource), Some((sid, token)));
+            }
+            match (&command, &outcome) {
+                (Command::Acquire { resource, session_id, .. }, Ok(Applied::Acquired { grant, fresh: true })) => {
+                    prop_assert!(grant.fence_token.0 > last_token, "tokens strictly increase");
+                    last_token = grant.fence_token.0;
+                    prop_assert!(holders.insert(resource.clone(), (*session_id, grant.fence_token)).is_none(),
+                        "granted a resource that was held");
+                }
+                (Command::Acquire { resource, session_id, .. }, Ok(Applied::Acquired { grant, fresh: false })) => {
+                    prop_assert_eq!(holders.get(resource), Some(&(*session_id, grant.fence_token)));
+                }
+                (Command::Acquire { resource, session_id, .. }, Err(DomainError::LockHeld { holder, .. })) => {
+                    prop_assert!(holder != session_id);
+                    prop_assert_eq!(holders.get(resource).map(|h| h.0), Some(*holder));
+                }
+                (Command::DeleteSession { session_id, .. }, Ok(_)) => {
+                    prop_assert!(state.session(session_id).is_none());
+                    prop_assert!(state.locks().all(|(_, l)| l.holder != *session_id));
+                }
+                (Command::ExpireSessions { session_ids, .. } | Command::Cleanup { expire: session_ids, .. }, Ok(_)) => {
+                    for sid in session_ids {
+                        prop_assert!(state.live_session(sid).is_err(), "listed session still live");
+                        prop_assert!(state.locks().all(|(_, l)| l.holder != *sid), "expired session kept a lock");
+                    }
+                }
+                _ => {}
+            }
+            prop_assert_eq!(state.fence_counter(), last_token);
+            let model: Vec<_> = holders.iter().map(|(r, h)| (r.clone(), *h)).collect();
+            let real: Vec<_> = state.locks().map(|(r, l)| (r.clone(), (l.holder, l.fence_token))).collect();
+            prop_assert_eq!(model, real);
+        }
+    }
+
+    /// restore(snapshot(s)) == s, and the bytes round-trip exactly.
+    #[test]
+    fn snapshot_restore_is_identity(commands in proptest::collection::vec(command(), 0..60)) {
+        let mut state = LockState::new();
+        for command in commands {
+            let _ = state.apply(command);
+        }
+        let bytes = state.snapshot();
+        let restored = LockState::restore(&bytes).unwrap();
+        prop_assert_eq!(&restored, &state);
+        prop_assert_eq!(restored.snapshot(), bytes);
+    }
+
+    /// Two replicas applying the same sequence, one of them restarted from a snapshot midway,
+    /// end byte-identical and returned the same outcomes.
+    #[test]
+    fn replicas_converge(commands in proptest::collection::vec(command(), 0..80), cut in 0usize..80) {
+        let mut a = LockState::new();
+        let mut b = LockState::new();
+        for (i, command) in commands.into_iter().enumerate() {
+            if i == cut {
+                b = LockState::restore(&b.snapshot()).unwrap();
+            }
+            let (oa, ob) = (a.apply(command.clone()), b.apply(command));
+            prop_assert_eq!(oa, ob);
+        }
+        prop_assert_eq!(a.snapshot(), b.snapshot());
+    }
+}
+
+#[test]
+fn corrupt_snapshots_are_refused_not_panicked_on() {
+    let mut state = LockState::new();
+    let sid = session(0);
+    state
+        .apply(Command::CreateSession {
+            session_id: sid,
+            client_id: ClientId::new("c").unwrap(),
+            timeout: Timeout::from_secs(10).unwrap(),
+            now: UnixMillis(1),
+        })
+        .unwrap();
+    state.apply(Command::Acquire { session_id: sid, resource: Resource::new("r").unwrap(), now: UnixMillis(2) }).unwrap();
+    let bytes = state.snapshot();
+    assert!(LockState::restore(&[]).is_err());
+    assert!(LockState::restore(&[9]).is_err());
+    for len in 0..bytes.len() {
+        assert!(LockState::restore(&bytes[..len]).is_err(), "truncated to {len} bytes");
+    }
+}

@@ -1,0 +1,252 @@
+//! Runs every `tests/scenarios/*.script` file against a fresh `LockState`.
+//!
+//! A script is a list of commands; each is followed by the lines it must print, each starting
+//! with `> `. Blank lines and `#` comments are ignored. Sessions are named (`s1`, `worker`), and
+//! each name stands for a fixed session id. The commands:
+//!
+//! ```text
+//! create S client=C timeout=N at=T     delete S at=T
+//! acquire S R at=T                     release S R token=N at=T
+//! expire S... at=T                     cleanup S... at=T
+//! session S    lock R    locks    stats    keepalive S (the leader's liveness check)
+//! create-raw S client=C timeout=N at=T (bypasses validation, as a corrupt log would)
+//! snapshot     (checks restore(snapshot) is the identity)
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use lockio_core::{
+    Applied, ClientId, Command, DomainError, FenceToken, LockState, Outcome, Resource, SessionId, SessionStatus, Timeout,
+    UnixMillis,
+};
+
+struct Script {
+    state: LockState,
+    names: BTreeMap<String, SessionId>,
+}
+
+impl Script {
+    fn id(&mut self, name: &str) -> SessionId {
+        let next = self.names.len() as u128 + 1;
+        *self.names.entry(name.to_string()).or_insert_with(|| SessionId(uuid::Uuid::from_u128(next)))
+    }
+
+    fn name(&self, id: &SessionId) -> String {
+        self.names.iter().find(|(_, v)| *v == id).map(|(k, _)| k.clone()).unwrap_or_else(|| id.to_string())
+    }
+
+    fn run(&mut self, line: &str) -> String {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let mut opts = BTreeMap::new();
+        let mut args = Vec::new();
+        for w in &words[1..] {
+            match w.split_once('=') {
+                Some((k, v)) => {
+                    opts.insert(k.to_string(), v.to_string());
+                }
+                None => args.push(w.to_string()),
+            }
+        }
+        let at = |opts: &BTreeMap<String, String>| UnixMillis(opts.get("at").map(|v| v.parse().unwrap()).unwrap_or(0));
+        let now = at(&opts);
+        match words[0] {
+            "create" => {
+                let session_id = self.id(&args[0]);
+                let client_id = match ClientId::new(&opts["client"]) {
+                    Ok(c) => c,
+                    Err(e) => return format!("invalid {e}"),
+                };
+                let timeout = match Timeout::from_secs(opts["timeout"].parse().unwrap()) {
+                    Ok(t) => t,
+                    Err(e) => return format!("invalid {e}"),
+                };
+                let outcome = self.state.apply(Command::CreateSession { session_id, client_id, timeout, now });
+                self.show(outcome)
+            }
+            "create-raw" => {
+                let session_id = self.id(&args[0]);
+                let client_id: ClientId = postcard::from_bytes(&postcard::to_allocvec(&opts["client"]).unwrap()).unwrap();
+                let secs: u32 = opts["timeout"].parse().unwrap();
+                let timeout: Timeout = postcard::from_bytes(&postcard::to_allocvec(&secs).unwrap()).unwrap();
+                let outcome = self.state.apply(Command::CreateSession { session_id, client_id, timeout, now });
+                self.show(outcome)
+            }
+            "delete" => {
+                let session_id = self.id(&args[0]);
+                let outcome = self.state.apply(Command::DeleteSession { session_id, now });
+                self.show(outcome)
+            }
+            "acquire" => {
+                let session_id = self.id(&args[0]);
+                let resource = Resource::new(&args[1]).unwrap();
+                let outcome = self.state.apply(Command::Acquire { session_id, resource, now });
+                self.show(outcome)
+            }
+            "release" => {
+                let session_id = self.id(&args[0]);
+                let resource = Resource::new(&args[1]).unwrap();
+                let fence_token = FenceToken::new(opts["token"].parse().unwrap()).unwrap();
+                let outcome = self.state.apply(Command::Release { session_id, resource, fence_token, now });
+                self.show(outcome)
+            }
+            "expire" | "cleanup" => {
+                let ids: Vec<SessionId> = args.iter().map(|a| self.id(a)).collect();
+                let command = if words[0] == "expire" {
+                    Command::ExpireSessions { session_ids: ids, now }
+                } else {
+                    Command::Cleanup { expire: ids, now }
+                };
+                let outcome = self.state.apply(command);
+                self.show(outcome)
+            }
+            "keepalive" => {
+                let session_id = self.id(&args[0]);
+                match self.state.live_session(&session_id) {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => self.show(Err(e)),
+                }
+            }
+            "session" => {
+                let session_id = self.id(&args[0]);
+                match self.state.session(&session_id) {
+                    None => "not found".to_string(),
+                    Some(s) => {
+                        let locks: Vec<String> = s.locks.iter().map(|r| r.to_string()).collect();
+                        let status = match s.status {
+                            SessionStatus::Live => "live".to_string(),
+                            SessionStatus::Expired { at } => format!("expired at={}", at.0),
+                        };
+                        format!(
+                            "{status} client={} timeout={} created={} locks=[{}]",
+                            s.client_id,
+                            s.timeout.secs(),
+                            s.created_at.0,
+                            locks.join(",")
+                        )
+                    }
+                }
+            }
+            "lock" => match self.state.lock(&Resource::new(&args[0]).unwrap()) {
+                None => "free".to_string(),
+                Some(l) => format!("held by {} token={} since={}", self.name(&l.holder), l.fence_token, l.acquired_at.0),
+            },
+            "locks" => {
+                let all: Vec<String> =
+                    self.state.locks().map(|(r, l)| format!("{r}:{}:{}", self.name(&l.holder), l.fence_token)).collect();
+                format!("[{}]", all.join(" "))
+            }
+            "stats" => {
+                let s = self.state.stats();
+                format!(
+                    "active={} expired={} locks={} fence={}",
+                    s.active_sessions, s.expired_sessions, s.total_locks, s.fence_counter
+                )
+            }
+            "snapshot" => {
+                let bytes = self.state.snapshot();
+                let restored = LockState::restore(&bytes).expect("restore");
+                assert_eq!(restored, self.state, "restore(snapshot) must be the identity");
+                assert_eq!(restored.snapshot(), bytes, "snapshot of the restored state must be the same bytes");
+                "ok".to_string()
+            }
+            other => panic!("unknown script command {other:?}"),
+        }
+    }
+
+    fn show(&self, outcome: Outcome) -> String {
+        match outcome {
+            Ok(Applied::SessionCreated { session_id, fresh }) => {
+                format!("created {}{}", self.name(&session_id), if fresh { "" } else { " (existing)" })
+            }
+            Ok(Applied::SessionDeleted { session_id, released }) => {
+                let r: Vec<String> = released.iter().map(|g| format!("{}:{}", g.resource, g.fence_token)).collect();
+                format!("deleted {} released=[{}]", self.name(&session_id), r.join(","))
+            }
+            Ok(Applied::Acquired { grant, fresh }) => format!(
+                "{} {} token={} at={}",
+                if fresh { "acquired" } else { "already held" },
+                grant.resource,
+                grant.fence_token,
+                grant.acquired_at.0
+            ),
+            Ok(Applied::Released { grant }) => format!("released {} token={}", grant.resource, grant.fence_token),
+            Ok(Applied::Expired { expired, removed }) => {
+                let e: Vec<String> = expired
+                    .iter()
+                    .map(|x| {
+                        let r: Vec<String> = x.released.iter().map(|g| format!("{}:{}", g.resource, g.fence_token)).collect();
+                        format!("{}[{}]", self.name(&x.session_id), r.join(","))
+                    })
+                    .collect();
+                format!("expired=[{}] removed={removed}", e.join(" "))
+            }
+            Err(DomainError::SessionNotFound { session_id }) => format!("error SESSION_NOT_FOUND {}", self.name(&session_id)),
+            Err(DomainError::SessionExpired { session_id }) => format!("error SESSION_EXPIRED {}", self.name(&session_id)),
+            Err(DomainError::LockHeld { resource, holder, holder_client, fence_token, since }) => format!(
+                "error LOCK_HELD {resource} by {} client={holder_client} token={fence_token} since={}",
+                self.name(&holder),
+                since.0
+            ),
+            Err(DomainError::LockNotHeld { session_id, resource }) => {
+                format!("error LOCK_NOT_HELD {resource} by {}", self.name(&session_id))
+            }
+            Err(DomainError::FenceTokenMismatch { resource, held, presented, .. }) => {
+                format!("error FENCE_TOKEN_MISMATCH {resource} held={held} presented={presented}")
+            }
+            Err(DomainError::Invalid(invalid)) => format!("error INVALID {invalid}"),
+        }
+    }
+}
+
+/// Runs one script and returns the transcript it produces (commands and their output).
+fn transcript(text: &str) -> String {
+    let mut script = Script { state: LockState::new(), names: BTreeMap::new() };
+    let mut out = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('>') {
+            continue;
+        }
+        let result = script.run(trimmed);
+        script.state.check_invariants().unwrap_or_else(|e| panic!("invariant broken after `{trimmed}`: {e}"));
+        writeln!(out, "{trimmed}").unwrap();
+        for l in result.lines() {
+            writeln!(out, "> {l}").unwrap();
+        }
+    }
+    out
+}
+
+/// The script with comments and blank lines dropped: what `transcript` must reproduce.
+fn expected(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        writeln!(out, "{trimmed}").unwrap();
+    }
+    out
+}
+
+#[test]
+fn scenarios() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 5, "scenario files missing from {}", dir.display());
+    let mut failures = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let (got, want) = (transcript(&text), expected(&text));
+        if let Some((n, (w, g))) = want.lines().zip(got.lines()).enumerate().find(|(_, (w, g))| w != g) {
+            failures.push(format!("{}: line {} of the transcript\n  want: {w}\n  got:  {g}", file.display(), n + 1));
+        } else if got.lines().count() != want.lines().count() {
+            failures.push(format!("{}: transcript length differs\n--- want:\n{want}--- got:\n{got}", file.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,148 @@
+//! `ApiError`: every error answer of the HTTP API, in one place — status, stable `code`, a
+//! sentence for people and the ids it is about, always as JSON.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lockio_core::DomainError;
+use serde_json::{json, Map, Value};
+
+use crate::service::ServiceError;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// Further fields of the body: `field`, `session_id`, `resource`, ...
+    extra: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), extra: Map::new() }
+    }
+
+    /// Adds a field to the body.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> ApiError {
+        self.extra.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// 400 `INVALID_REQUEST` about one request field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message).with("field", field)
+    }
+
+    pub fn session_not_found(session_id: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "SESSION_NOT_FOUND", format!("Session {session_id} does not exist"))
+            .with("session_id", session_id)
+    }
+
+    pub fn route_not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "No such route; see the lock.io HTTP API")
+    }
+
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "This route does not take that method")
+    }
+
+    pub fn payload_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("The request body is larger than {} KiB", limit / 1024),
+        )
+    }
+
+    pub fn unsupported_media_type() -> ApiError {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "The request body must be JSON, sent with Content-Type: application/json",
+        )
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal error; the node's log has the details")
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> ApiError {
+        match e {
+            ServiceError::Domain(d) => domain(d),
+            ServiceError::Unavailable { reason, outcome_unknown } => unavailable(&reason, outcome_unknown),
+            ServiceError::NotLeader { .. } => unavailable("no leader is known", false),
+            ServiceError::Internal => ApiError::internal(),
+        }
+    }
+}
+
+fn unavailable(reason: &str, outcome_unknown: bool) -> ApiError {
+    let (message, outcome) = if outcome_unknown {
+        (format!("The cluster could not confirm the operation in time ({reason}); it may or may not have been applied"), "unknown")
+    } else {
+        (format!("The cluster is unavailable ({reason}); the operation was not applied"), "not_applied")
+    };
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message).with("outcome", outcome)
+}
+
+fn domain(e: DomainError) -> ApiError {
+    match e {
+        DomainError::SessionNotFound { session_id } => ApiError::session_not_found(&session_id.to_string()),
+        DomainError::SessionExpired { session_id } => ApiError::new(
+            StatusCode::GONE,
+            "SESSION_EXPIRED",
+            format!("Session {session_id} has expired and its locks were released"),
+        )
+        .with("session_id", session_id.to_string()),
+        DomainError::LockHeld { resource, holder: _, holder_client, fence_token, since } => ApiError::new(
+            StatusCode::CONFLICT,
+            "LOCK_HELD",
+            format!(
+                "Resource {resource} is held by client {holder_client} since {} with fence token {fence_token}",
+                since.as_secs_f64()
+            ),
+        )
+        .with("acquired", false)
+        .with("resource", resource.as_str())
+        .with("holder_client_id", holder_client.as_str())
+        .with("holder_fence_token", fence_token.0)
+        .with("held_since", since.as_secs_f64()),
+        DomainError::LockNotHeld { session_id, resource } => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "LOCK_NOT_HELD",
+            format!("Session {session_id} does not hold resource {resource}"),
+        )
+        .with("released", false)
+        .with("session_id", session_id.to_string())
+        .with("resource", resource.as_str()),
+        DomainError::FenceTokenMismatch { session_id, resource, held, presented } => ApiError::new(
+            StatusCode::CONFLICT,
+            "FENCE_TOKEN_MISMATCH",
+            format!("Session {session_id} holds resource {resource} under fence token {held}, not {presented}"),
+        )
+        .with("released", false)
+        .with("session_id", session_id.to_string())
+        .with("resource", resource.as_str())
+        .with("fence_token", presented.0)
+        .with("held_fence_token", held.0),
+        DomainError::Invalid(v) => ApiError::invalid(&v.field, format!("{} {}", v.field, v.reason)),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert("error".into(), json!(self.message));
+        body.insert("code".into(), json!(self.code));
+        body.extend(self.extra);
+        let mut response = (self.status, Json(Value::Object(body))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,155 @@
+//! How each `Reply` and each status view looks on the wire: status code and JSON body, per
+//! http-api.md. The one place that knows the JSON shapes of success answers.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lockio_core::Grant;
+use serde_json::{json, Value};
+
+use crate::service::{ClusterStatus, Health, Reply};
+
+fn secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+fn grant_body(grant: &Grant) -> (String, String, u64) {
+    (grant.session_id.to_string(), grant.resource.to_string(), grant.fence_token.0)
+}
+
+/// The status and body of a successful answer.
+pub fn reply(reply: Reply) -> Response {
+    let (status, body) = match reply {
+        Reply::SessionCreated { session_id, client_id, timeout } => (
+            StatusCode::CREATED,
+            json!({
+                "client_id": client_id.as_str(),
+                "keepalive_interval": timeout.keepalive_interval_secs(),
+                "session_id": session_id.to_string(),
+                "timeout": timeout.secs(),
+            }),
+        ),
+        Reply::KeptAlive { session_id, timeout, expires_in_ms } => (
+            StatusCode::OK,
+            json!({"session_id": session_id.to_string(), "success": true, "timeout": timeout.secs(), "expires_in": secs(expires_in_ms)}),
+        ),
+        Reply::SessionDeleted { session_id } => {
+            (StatusCode::OK, json!({"deleted": true, "session_id": session_id.to_string()}))
+        }
+        Reply::Acquired { grant, fresh } => {
+            let (session_id, resource, fence_token) = grant_body(&grant);
+            (
+                if fresh { StatusCode::CREATED } else { StatusCode::OK },
+                json!({"acquired": true, "fence_token": fence_token, "resource": resource, "session_id": session_id}),
+            )
+        }
+        Reply::Released { grant } => {
+            let (session_id, resource, fence_token) = grant_body(&grant);
+            (
+                StatusCode::OK,
+                json!({"released": true, "fence_token": fence_token, "resource": resource, "session_id": session_id}),
+            )
+        }
+        Reply::CleanedUp { removed } => (StatusCode::OK, json!({"cleanup": "completed", "count": removed})),
+        Reply::Advertised => (StatusCode::OK, json!({})),
+        Reply::Session(s) => {
+            let mut body = json!({
+                "client_id": s.client_id.as_str(),
+                "created_at": s.created_at.as_secs_f64(),
+                "last_keepalive": s.last_keepalive.as_secs_f64(),
+                "locks_held": s.locks_held.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                "session_id": s.session_id.to_string(),
+                "timeout": s.timeout.secs(),
+                "keepalive_interval": s.timeout.keepalive_interval_secs(),
+                "is_expired": s.expired_at.is_some(),
+                "expires_in": secs(s.expires_in_ms),
+            });
+            if let Some(at) = s.expired_at {
+                body["expired_at"] = json!(at.as_secs_f64());
+            }
+            (StatusCode::OK, body)
+        }
+        Reply::SessionLocks(locks) => (
+            StatusCode::OK,
+            json!({"locks": locks.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "total_locks": locks.len()}),
+        ),
+        Reply::Lock { resource, grant: Some(grant) } => (
+            StatusCode::OK,
+            json!({
+                "acquired_at": grant.acquired_at.as_secs_f64(),
+                "fence_token": grant.fence_token.0,
+                "locked": true,
+                "resource": resource.as_str(),
+                "session_id": grant.session_id.to_string(),
+            }),
+        ),
+        Reply::Lock { resource, grant: None } => (StatusCode::OK, json!({"locked": false, "resource": resource.as_str()})),
+        Reply::Stats(stats) => (StatusCode::OK, stats_body(&stats)),
+    };
+    (status, Json(body)).into_response()
+}
+
+fn stats_body(stats: &lockio_core::Stats) -> Value {
+    let total = stats.active_sessions + stats.expired_sessions;
+    json!({
+        "active_sessions": stats.active_sessions,
+        "expired_sessions": stats.expired_sessions,
+        "fence_counter": stats.fence_counter,
+        "total_locks": stats.total_locks,
+        "total_session": total,
+        "total_sessions": total,
+    })
+}
+
+/// RFC 3339 UTC with microseconds and an explicit offset, as `/health` shows it.
+fn timestamp() -> String {
+    let t = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    match t.strip_suffix('Z') {
+        Some(base) => format!("{base}+00:00"),
+        None => t,
+    }
+}
+
+pub fn health(h: &Health) -> Value {
+    json!({
+        "is_leader": h.is_leader,
+        "is_ready": h.healthy,
+        "leader": h.leader,
+        "leader_id": h.leader_id,
+        "node_id": h.node_id,
+        "service": "lock.io",
+        "status": if h.healthy { "healthy" } else { "degraded" },
+        "timestamp": timestamp(),
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+pub fn cluster_status(s: &ClusterStatus) -> Value {
+    let members: Vec<Value> = s
+        .members
+        .iter()
+        .map(|m| {
+            let mut member = json!({"id": m.id, "raft": m.raft, "http": m.http});
+            if let (Some(matched), Some(lag)) = (m.matched_index, m.lag) {
+                member["matched_index"] = json!(matched);
+                member["lag"] = json!(lag);
+            }
+            member
+        })
+        .collect();
+    json!({
+        "node": s.raft_addr,
+        "node_id": s.health.node_id,
+        "state": s.state,
+        "leader": s.health.leader,
+        "leader_id": s.health.leader_id,
+        "term": s.term,
+        "has_quorum": s.health.healthy,
+        "is_ready": s.health.healthy,
+        "uptime": s.uptime_secs,
+        "commit_index": s.commit_index,
+        "applied_index": s.applied_index,
+        "members": members,
+        "stats": stats_body(&s.stats),
+    })
+}

@@ -1,0 +1,110 @@
+//! The node's redb file (`DATA_DIR/lockio.redb`): its tables and the few typed reads and
+//! writes the log store and state machine share.
+//!
+//! Every write transaction here commits with `Durability::Immediate` (one fsync) unless a
+//! caller asks otherwise; that is what makes "acknowledged means on disk" true.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Raft log entries by index, postcard-encoded `Entry`.
+pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// Small Raft records: `vote`, `committed`, `last_purged`.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The latest snapshot: `meta` (openraft's `SnapshotMeta`) and `data` (the replica's bytes).
+pub const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+
+/// Any failure of the store, as text: openraft wraps it, and it stops the node.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(String);
+
+impl StoreError {
+    pub fn new(e: impl std::fmt::Display) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+macro_rules! store_error_from {
+    ($($t:ty),*) => {$(impl From<$t> for StoreError {
+        fn from(e: $t) -> Self { StoreError::new(e) }
+    })*};
+}
+store_error_from!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    postcard::Error
+);
+
+/// A shared handle on the node's redb database.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `data_dir`, creating the tables on first use.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(data_dir.join("lockio.redb"))?;
+        let txn = db.begin_write()?;
+        txn.open_table(LOG)?;
+        txn.open_table(META)?;
+        txn.open_table(SNAPSHOT)?;
+        txn.commit()?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    /// Reads one postcard-encoded record of a string-keyed table.
+    pub fn get<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(table)?;
+        match table.get(key)? {
+            Some(bytes) => Ok(Some(postcard::from_bytes(bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs `f` in a write transaction and commits it durably (fsync) before returning.
+    ///
+    /// redb does blocking file I/O; `block_in_place` lets the runtime move other tasks off
+    /// this worker thread while the fsync runs.
+    pub fn write<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        tokio::task::block_in_place(|| {
+            let txn = self.db.begin_write()?;
+            let out = f(&txn)?;
+            txn.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// Like `write`, but the commit is not flushed: it becomes durable with the next durable
+    /// commit. For records that are only hints (the committed index).
+    pub fn write_lazy(&self, f: impl FnOnce(&WriteTransaction) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        tokio::task::block_in_place(|| {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(redb::Durability::None).map_err(StoreError::new)?;
+            f(&txn)?;
+            txn.commit()?;
+            Ok(())
+        })
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+}
+
+/// Writes one postcard-encoded record into a string-keyed table inside `txn`.
+pub fn put<T: Serialize>(txn: &WriteTransaction, table: TableDefinition<&str, &[u8]>, key: &str, value: &T) -> Result<(), StoreError> {
+    let bytes = postcard::to_allocvec(value)?;
+    txn.open_table(table)?.insert(key, bytes.as_slice())?;
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! This node's view of the cluster, for `/health` and `/cluster/status`: role, leader, term,
+//! quorum, indexes and members. Computed from openraft's metrics and the few `Signals` the
+//! adapters record.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use lockio_core::Stats;
+use openraft::ServerState;
+use tokio::time::Instant;
+
+use super::Service;
+use crate::raft::NodeId;
+
+/// What the adapters observe that openraft's metrics do not carry.
+#[derive(Clone)]
+pub struct Signals {
+    started: Instant,
+    /// When this node last took an AppendEntries (or heartbeat) from a leader.
+    last_leader_contact: Arc<Mutex<Option<Instant>>>,
+    /// The committed index, as the log store last saved it.
+    committed: Arc<AtomicU64>,
+}
+
+impl Signals {
+    pub fn new(committed: Arc<AtomicU64>) -> Signals {
+        Signals { started: Instant::now(), last_leader_contact: Arc::new(Mutex::new(None)), committed }
+    }
+
+    /// Called by the transport when a leader's AppendEntries was accepted.
+    pub fn leader_contact(&self) {
+        *self.last_leader_contact.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    fn since_leader_contact(&self) -> Option<std::time::Duration> {
+        let last = *self.last_leader_contact.lock().unwrap_or_else(|p| p.into_inner());
+        last.map(|t| t.elapsed())
+    }
+}
+
+/// `/health`.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub node_id: NodeId,
+    pub is_leader: bool,
+    pub leader_id: Option<NodeId>,
+    /// The leader's Raft address.
+    pub leader: Option<String>,
+    /// Healthy: a follower that heard from the leader, or a leader that heard from a majority,
+    /// within the election timeout.
+    pub healthy: bool,
+}
+
+/// One member in `/cluster/status`.
+#[derive(Debug, Clone)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    pub raft: String,
+    /// As the member advertised it; `None` until its advert is applied.
+    pub http: Option<String>,
+    /// On the leader: the last log index known to be on that member, and how far behind it is.
+    pub matched_index: Option<u64>,
+    pub lag: Option<u64>,
+}
+
+/// `/cluster/status`.
+#[derive(Debug, Clone)]
+pub struct ClusterStatus {
+    pub health: Health,
+    /// This node's Raft address.
+    pub raft_addr: String,
+    pub state: &'static str,
+    pub term: u64,
+    pub uptime_secs: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub members: Vec<MemberStatus>,
+    pub stats: Stats,
+}
+
+impl Service {
+    pub fn health(&self) -> Health {
+        let metrics = self.raft().metrics();
+        let metrics = metrics.borrow();
+        let within = self.inner.config.election_timeout;
+        let healthy = match metrics.state {
+            ServerState::Leader => {
+                let voters = metrics.membership_config.membership().voter_ids().count();
+                // A lone voter is its own majority; openraft reports no quorum ack for it.
+                voters <= 1
+                    || metrics.millis_since_quorum_ack.is_some_and(|ms| u128::from(ms) <= within.as_millis())
+            }
+            ServerState::Follower => self.inner.signals.since_leader_contact().is_some_and(|d| d <= within),
+            _ => false,
+        };
+        let leader = metrics
+            .current_leader
+            .and_then(|id| metrics.membership_config.membership().get_node(&id).map(|n| n.addr.clone()));
+        Health {
+            node_id: self.node_id(),
+            is_leader: metrics.state == ServerState::Leader,
+            leader_id: metrics.current_leader,
+            leader,
+            healthy,
+        }
+    }
+
+    pub fn cluster_status(&self) -> ClusterStatus {
+        let health = self.health();
+        let metrics = self.raft().metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let applied = self.view().read();
+        let last_log = metrics.last_log_index.unwrap_or(0);
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id))
+                    .map(|m| m.as_ref().map(|l| l.index).unwrap_or(0));
+                MemberStatus {
+                    id: *id,
+                    raft: node.addr.clone(),
+                    http: applied.replica.http_addrs.get(id).cloned(),
+                    matched_index: matched,
+                    lag: matched.map(|m| last_log.saturating_sub(m)),
+                }
+            })
+            .collect();
+        let raft_addr = membership.get_node(&self.node_id()).map(|n| n.addr.clone()).unwrap_or_default();
+        ClusterStatus {
+            health,
+            raft_addr,
+            state: match metrics.state {
+                ServerState::Leader => "LEADER",
+                ServerState::Follower => "FOLLOWER",
+                ServerState::Candidate => "CANDIDATE",
+                ServerState::Learner => "LEARNER",
+                ServerState::Shutdown => "SHUTDOWN",
+            },
+            term: metrics.current_term,
+            uptime_secs: self.inner.signals.started.elapsed().as_secs(),
+            commit_index: self.inner.signals.committed.load(Ordering::Relaxed),
+            applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
+            members,
+            stats: applied.replica.locks.stats(),
+        }
+    }
+}

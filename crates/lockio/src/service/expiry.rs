@@ -1,0 +1,75 @@
+//! Session expiry, decided by the leader: the periodic sweep and `POST /admin/cleanup`.
+//!
+//! Both take the sessions whose lease deadline has passed (`LeaseTable::take_overdue`) and
+//! propose their expiry as one command, so every replica expires them at the same log position
+//! and releases their locks in that same step. A follower, or a deposed leader that has not
+//! noticed yet, proposes nothing that can commit: its entry is refused or truncated away.
+
+use std::time::Duration;
+
+use lockio_core::{Applied, Command, SessionId, EXPIRED_RETENTION};
+use tokio::time::Instant;
+
+use super::{unexpected, wall_now, Reply, Service, ServiceError};
+
+impl Service {
+    /// The sessions overdue now, marked as being expired, and whether expired sessions are due
+    /// to be forgotten. `None` unless this node believes it leads.
+    fn take_overdue(&self) -> Option<(Vec<SessionId>, bool)> {
+        let term = self.leader_term()?;
+        let now = Instant::now();
+        let applied = self.inner.view.read();
+        let locks = &applied.replica.locks;
+        let mut leases = self.leases();
+        leases.enter_term(term);
+        let live = locks.sessions().filter(|(_, s)| !s.is_expired()).map(|(id, s)| (id, s.timeout));
+        let overdue = leases.take_overdue(live, now);
+        if leases.len() > locks.stats().active_sessions as usize {
+            leases.retain_live(|id| locks.live_session(id).is_ok());
+        }
+        let forget_due = locks.oldest_expiry().is_some_and(|at| at.0 + EXPIRED_RETENTION <= wall_now().0);
+        Some((overdue, forget_due))
+    }
+
+    /// One sweep: expire what is overdue, forget what expired over an hour ago.
+    async fn sweep(&self) {
+        let Some((overdue, forget_due)) = self.take_overdue() else { return };
+        if overdue.is_empty() && !forget_due {
+            return;
+        }
+        let command = Command::ExpireSessions { session_ids: overdue.clone(), now: wall_now() };
+        let result = tokio::time::timeout(self.inner.config.request_timeout, self.propose_lock(command)).await;
+        match result {
+            Ok(Ok(Applied::Expired { expired, removed })) => {
+                tracing::info!(expired = expired.len(), removed, "sweep applied");
+            }
+            other => {
+                tracing::warn!(?other, "sweep not applied; the next one retries");
+                self.leases().expiry_failed(&overdue);
+            }
+        }
+    }
+
+    /// `POST /admin/cleanup`, as the leader.
+    pub(super) async fn cleanup(&self) -> Result<Reply, ServiceError> {
+        let (overdue, _) = self.take_overdue().ok_or(ServiceError::NotLeader { leader: None })?;
+        let result = self.propose_lock(Command::Cleanup { expire: overdue.clone(), now: wall_now() }).await;
+        if result.is_err() {
+            self.leases().expiry_failed(&overdue);
+        }
+        match result? {
+            Applied::Expired { removed, .. } => Ok(Reply::CleanedUp { removed }),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// Sweeps every `interval` for as long as the node runs; does nothing on a follower.
+pub async fn run_sweeper(service: Service, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        service.sweep().await;
+    }
+}

@@ -1,0 +1,382 @@
+//! The service layer: what a client request means, on whichever node it arrives.
+//!
+//! `Service::handle` is the one entry point for requests that need the leader. On the leader it
+//! stamps the time, proposes a `Command` through openraft and maps the outcome; keepalives and
+//! linearizable reads go through the read barrier instead of the log. On a follower it forwards
+//! the request to the leader over the transport and relays the answer unchanged. If leadership
+//! moves mid-request it retries on the new leader, but only when that cannot apply a request
+//! twice: the request was certainly not applied (`NotLeader`, peer unreachable), or it is
+//! idempotent (a create carries the session id minted on the first attempt).
+//!
+//! Session expiry (`expiry`) and the lease table (`leases`) live here too: only the leader
+//! decides that a session expired, on its monotonic clock, and proposes the expiry as a command.
+
+mod cluster;
+mod expiry;
+mod leases;
+mod read_index;
+mod request;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lockio_core::{Applied, Command, DomainError, SessionId, UnixMillis};
+use openraft::error::{ClientWriteError, RaftError};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+pub use cluster::{ClusterStatus, Health, Signals};
+pub use expiry::run_sweeper;
+pub use leases::{LeaseStatus, LeaseTable};
+pub use read_index::ReadBarrier;
+pub use request::{Query, Reply, Request, ServiceError, SessionView};
+
+use crate::raft::state_machine::AppliedView;
+use crate::raft::{LogCommand, LogOutcome, NodeId, Raft};
+use crate::transport::{path, CallError, PeerClient};
+
+/// The leader's wall clock, for stamping commands. Only the service reads it.
+pub fn wall_now() -> UnixMillis {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    UnixMillis(since.as_millis() as u64)
+}
+
+/// Settings of the service layer.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub node_id: NodeId,
+    /// How long a request may wait for a leader and a quorum before it answers 503.
+    pub request_timeout: Duration,
+    /// Raft's election timeout (upper bound): how long without the leader's (or, on the
+    /// leader, a majority's) contact before this node calls itself degraded.
+    pub election_timeout: Duration,
+}
+
+/// A request a follower hands to the leader.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Forwarded {
+    pub request: Request,
+    /// How long the original caller will still wait, in milliseconds.
+    pub budget_ms: u64,
+}
+
+/// A cheap handle on the node's service layer.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ServiceConfig,
+    raft: Raft,
+    view: AppliedView,
+    barrier: ReadBarrier,
+    peers: PeerClient,
+    signals: Signals,
+    /// The leader's lease table. A std mutex: it is held only for map updates, never across
+    /// an `.await`.
+    leases: Mutex<LeaseTable>,
+}
+
+impl Service {
+    pub fn new(config: ServiceConfig, raft: Raft, view: AppliedView, peers: PeerClient, signals: Signals) -> Service {
+        let barrier = ReadBarrier::start(raft.clone(), config.request_timeout);
+        Service {
+            inner: Arc::new(Inner { config, raft, view, barrier, peers, signals, leases: Mutex::new(LeaseTable::default()) }),
+        }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.inner.config.node_id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    pub fn view(&self) -> &AppliedView {
+        &self.inner.view
+    }
+
+    pub fn signals(&self) -> &Signals {
+        &self.inner.signals
+    }
+
+    fn leases(&self) -> MutexGuard<'_, LeaseTable> {
+        self.inner.leases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves a request that needs the leader, from any node, within the request deadline.
+    pub async fn handle(&self, request: Request) -> Result<Reply, ServiceError> {
+        let deadline = Instant::now() + self.inner.config.request_timeout;
+        let mut outcome_unknown = false;
+        let mut reason = "no leader is known".to_string();
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let attempt = match self.leader() {
+                Some((id, _)) if id == self.node_id() => self.lead(request.clone(), deadline).await,
+                Some((_, addr)) => self.forward(&addr, request.clone(), deadline).await,
+                None => Err(ServiceError::NotLeader { leader: None }),
+            };
+            match attempt {
+                // Not applied: safe to try again wherever the leader is now.
+                Err(ServiceError::NotLeader { .. }) => {}
+                Err(ServiceError::Unavailable { reason: why, outcome_unknown: unknown }) => {
+                    outcome_unknown |= unknown;
+                    reason = why;
+                    if unknown && !request.is_idempotent() {
+                        return Err(ServiceError::Unavailable { reason, outcome_unknown });
+                    }
+                }
+                answer => return answer,
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ServiceError::Unavailable { reason, outcome_unknown });
+            }
+            tokio::time::sleep(backoff.min(deadline - now)).await;
+            backoff = (backoff * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Serves a read from this node's applied state, without asking the leader (`?stale=true`).
+    pub fn read_stale(&self, query: Query) -> Result<Reply, ServiceError> {
+        self.read(query)
+    }
+
+    /// Serves a request another node forwarded, if this node is the leader.
+    pub async fn handle_forwarded(&self, forwarded: Forwarded) -> Result<Reply, ServiceError> {
+        match self.leader() {
+            Some((id, _)) if id == self.node_id() => {
+                // Answer a little before the forwarding node gives up, so it gets our answer.
+                let budget = Duration::from_millis(forwarded.budget_ms).saturating_sub(Duration::from_millis(50));
+                let deadline = Instant::now() + budget.min(self.inner.config.request_timeout);
+                self.lead(forwarded.request, deadline).await
+            }
+            other => Err(ServiceError::NotLeader { leader: other.map(|(id, _)| id) }),
+        }
+    }
+
+    /// The current leader's id and Raft address, as this node knows it.
+    fn leader(&self) -> Option<(NodeId, String)> {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        let id = metrics.current_leader?;
+        let node = metrics.membership_config.membership().get_node(&id)?;
+        Some((id, node.addr.clone()))
+    }
+
+    /// The term this node leads, if it believes it is the leader.
+    fn leader_term(&self) -> Option<u64> {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        (metrics.current_leader == Some(self.node_id()) && metrics.state.is_leader()).then_some(metrics.current_term)
+    }
+
+    async fn forward(&self, addr: &str, request: Request, deadline: Instant) -> Result<Reply, ServiceError> {
+        let budget = deadline.saturating_duration_since(Instant::now());
+        let proposes = proposes(&request);
+        let forwarded = Forwarded { request, budget_ms: budget.as_millis() as u64 };
+        match self.inner.peers.call(addr, path::FORWARD, &forwarded, budget).await {
+            Ok(answer) => answer,
+            Err(e @ CallError::Unreachable { .. }) => {
+                Err(ServiceError::Unavailable { reason: e.to_string(), outcome_unknown: false })
+            }
+            Err(e @ CallError::Failed { .. }) => {
+                Err(ServiceError::Unavailable { reason: e.to_string(), outcome_unknown: proposes })
+            }
+        }
+    }
+
+    /// Runs a request as the leader, within `deadline`.
+    async fn lead(&self, request: Request, deadline: Instant) -> Result<Reply, ServiceError> {
+        let proposes = proposes(&request);
+        match tokio::time::timeout_at(deadline, self.lead_unbounded(request)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ServiceError::Unavailable {
+                reason: "no quorum answered within the request deadline".into(),
+                outcome_unknown: proposes,
+            }),
+        }
+    }
+
+    async fn lead_unbounded(&self, request: Request) -> Result<Reply, ServiceError> {
+        match request {
+            Request::CreateSession { session_id, client_id, timeout } => {
+                let command = Command::CreateSession { session_id, client_id: client_id.clone(), timeout, now: wall_now() };
+                match self.propose_lock(command).await? {
+                    Applied::SessionCreated { session_id, .. } => Ok(Reply::SessionCreated { session_id, client_id, timeout }),
+                    other => Err(unexpected(other)),
+                }
+            }
+            Request::Keepalive { session_id } => self.keepalive(session_id).await,
+            Request::DeleteSession { session_id } => {
+                match self.propose_lock(Command::DeleteSession { session_id, now: wall_now() }).await? {
+                    Applied::SessionDeleted { session_id, .. } => Ok(Reply::SessionDeleted { session_id }),
+                    other => Err(unexpected(other)),
+                }
+            }
+            Request::Acquire { session_id, resource } => {
+                // A session past its deadline is as good as expired, even if the expiry is not
+                // applied yet: never grant it a lock.
+                self.refuse_if_overdue(session_id)?;
+                match self.propose_lock(Command::Acquire { session_id, resource, now: wall_now() }).await? {
+                    Applied::Acquired { grant, fresh } => Ok(Reply::Acquired { grant, fresh }),
+                    other => Err(unexpected(other)),
+                }
+            }
+            Request::Release { session_id, resource, fence_token } => {
+                match self.propose_lock(Command::Release { session_id, resource, fence_token, now: wall_now() }).await? {
+                    Applied::Released { grant } => Ok(Reply::Released { grant }),
+                    other => Err(unexpected(other)),
+                }
+            }
+            Request::Cleanup => self.cleanup().await,
+            Request::AdvertiseHttp { node_id, http_addr } => {
+                self.propose(LogCommand::AdvertiseHttp { node_id, http_addr }).await?;
+                Ok(Reply::Advertised)
+            }
+            Request::Read(query) => {
+                self.inner.barrier.confirm().await?;
+                self.read(query)
+            }
+        }
+    }
+
+    async fn keepalive(&self, session_id: SessionId) -> Result<Reply, ServiceError> {
+        // Arrival time: the lease is extended from here, and only if leadership is confirmed
+        // by a round that starts after it.
+        let arrived = Instant::now();
+        let wall = wall_now();
+        self.inner.barrier.confirm().await?;
+        let term = self.leader_term().ok_or(ServiceError::NotLeader { leader: None })?;
+        let timeout = {
+            let applied = self.inner.view.read();
+            applied.replica.locks.live_session(&session_id).map_err(ServiceError::Domain)?.timeout
+        };
+        let mut leases = self.leases();
+        leases.enter_term(term);
+        match leases.keepalive(session_id, timeout, arrived, wall) {
+            LeaseStatus::Live { .. } => {
+                Ok(Reply::KeptAlive { session_id, timeout, expires_in_ms: timeout.millis() })
+            }
+            LeaseStatus::Overdue => Err(ServiceError::Domain(DomainError::SessionExpired { session_id })),
+        }
+    }
+
+    fn refuse_if_overdue(&self, session_id: SessionId) -> Result<(), ServiceError> {
+        let Some(term) = self.leader_term() else { return Ok(()) };
+        let applied = self.inner.view.read();
+        let Ok(session) = applied.replica.locks.live_session(&session_id) else {
+            // Unknown or expired: the command itself gives the authoritative refusal.
+            return Ok(());
+        };
+        let mut leases = self.leases();
+        leases.enter_term(term);
+        match leases.status(session_id, session.timeout, Instant::now()) {
+            LeaseStatus::Live { .. } => Ok(()),
+            LeaseStatus::Overdue => Err(ServiceError::Domain(DomainError::SessionExpired { session_id })),
+        }
+    }
+
+    /// Proposes a lock command and returns what it did, or why it was refused.
+    async fn propose_lock(&self, command: Command) -> Result<Applied, ServiceError> {
+        match self.propose(LogCommand::Lock(command)).await? {
+            LogOutcome::Lock(outcome) => outcome.map_err(ServiceError::Domain),
+            LogOutcome::Done => {
+                tracing::error!("a lock command applied without a lock outcome");
+                Err(ServiceError::Internal)
+            }
+        }
+    }
+
+    /// Appends a command to the log and waits until it is committed and applied here.
+    async fn propose(&self, command: LogCommand) -> Result<LogOutcome, ServiceError> {
+        match self.inner.raft.client_write(command).await {
+            Ok(response) => Ok(response.data),
+            // openraft answers ForwardToLeader when this node is not the leader, or when the
+            // entry was truncated away: either way it was not applied.
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ServiceError::NotLeader { leader: f.leader_id })
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                tracing::error!(error = %e, "membership error on a plain write");
+                Err(ServiceError::Internal)
+            }
+            Err(RaftError::Fatal(f)) => {
+                Err(ServiceError::Unavailable { reason: format!("raft stopped: {f}"), outcome_unknown: true })
+            }
+        }
+    }
+
+    /// Answers a query from this node's applied state. On the leader, session times come from
+    /// its lease table, which knows of keepalives the log does not carry.
+    fn read(&self, query: Query) -> Result<Reply, ServiceError> {
+        let applied = self.inner.view.read();
+        let locks = &applied.replica.locks;
+        match query {
+            Query::Stats => Ok(Reply::Stats(locks.stats())),
+            Query::Lock(resource) => {
+                let grant = locks.lock(&resource).map(|l| lockio_core::Grant {
+                    resource: resource.clone(),
+                    session_id: l.holder,
+                    fence_token: l.fence_token,
+                    acquired_at: l.acquired_at,
+                });
+                Ok(Reply::Lock { resource, grant })
+            }
+            Query::SessionLocks(session_id) => {
+                let session = locks
+                    .session(&session_id)
+                    .ok_or(ServiceError::Domain(DomainError::SessionNotFound { session_id }))?;
+                Ok(Reply::SessionLocks(session.locks.iter().cloned().collect()))
+            }
+            Query::Session(session_id) => {
+                let session = locks
+                    .session(&session_id)
+                    .ok_or(ServiceError::Domain(DomainError::SessionNotFound { session_id }))?;
+                let mut view = SessionView {
+                    session_id,
+                    client_id: session.client_id.clone(),
+                    timeout: session.timeout,
+                    created_at: session.created_at,
+                    last_keepalive: session.last_keepalive,
+                    locks_held: session.locks.iter().cloned().collect(),
+                    expired_at: None,
+                    expires_in_ms: 0,
+                };
+                match session.status {
+                    lockio_core::SessionStatus::Expired { at } => view.expired_at = Some(at),
+                    lockio_core::SessionStatus::Live => {
+                        let from_log = session.last_keepalive.0 + session.timeout.millis();
+                        view.expires_in_ms = from_log.saturating_sub(wall_now().0);
+                        if let Some(term) = self.leader_term() {
+                            let now = Instant::now();
+                            let mut leases = self.leases();
+                            leases.enter_term(term);
+                            if let LeaseStatus::Live { deadline, last_keepalive } =
+                                leases.status(session_id, session.timeout, now)
+                            {
+                                view.expires_in_ms = deadline.saturating_duration_since(now).as_millis() as u64;
+                                view.last_keepalive = last_keepalive.unwrap_or(session.last_keepalive);
+                            } else {
+                                view.expires_in_ms = 0;
+                            }
+                        }
+                    }
+                }
+                Ok(Reply::Session(view))
+            }
+        }
+    }
+}
+
+/// Whether a request goes through the log (so a lost answer leaves its outcome unknown).
+fn proposes(request: &Request) -> bool {
+    !matches!(request, Request::Keepalive { .. } | Request::Read(_))
+}
+
+fn unexpected(applied: Applied) -> ServiceError {
+    tracing::error!(?applied, "a command applied with an outcome of another command");
+    ServiceError::Internal
+}

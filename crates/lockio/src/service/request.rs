@@ -1,0 +1,101 @@
+//! What a client can ask of the cluster (`Request`), the answers (`Reply`), and why an answer
+//! may be missing (`ServiceError`).
+//!
+//! These are validated domain values, not JSON: the HTTP layer builds them and maps them back.
+//! They are also what a follower forwards to the leader over the transport (postcard), so a
+//! follower relays the leader's answer unchanged.
+
+use lockio_core::{ClientId, DomainError, FenceToken, Grant, Resource, SessionId, Stats, Timeout, UnixMillis};
+use serde::{Deserialize, Serialize};
+
+use crate::raft::NodeId;
+
+/// A client request, already validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// `session_id` is minted by the node that took the HTTP request, so a retry (even on a
+    /// new leader) asks for the same session instead of a second one.
+    CreateSession { session_id: SessionId, client_id: ClientId, timeout: Timeout },
+    Keepalive { session_id: SessionId },
+    DeleteSession { session_id: SessionId },
+    Acquire { session_id: SessionId, resource: Resource },
+    Release { session_id: SessionId, resource: Resource, fence_token: FenceToken },
+    Cleanup,
+    /// A node telling the cluster where its HTTP API is.
+    AdvertiseHttp { node_id: NodeId, http_addr: String },
+    Read(Query),
+}
+
+impl Request {
+    /// Whether running this request twice has the effect of running it once, so that it may
+    /// be retried when the first attempt's outcome is unknown.
+    pub fn is_idempotent(&self) -> bool {
+        match self {
+            Request::CreateSession { .. }
+            | Request::Keepalive { .. }
+            | Request::Acquire { .. }
+            | Request::AdvertiseHttp { .. }
+            | Request::Read(_) => true,
+            Request::DeleteSession { .. } | Request::Release { .. } | Request::Cleanup => false,
+        }
+    }
+}
+
+/// A read of the lock state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    Session(SessionId),
+    SessionLocks(SessionId),
+    Lock(Resource),
+    Stats,
+}
+
+/// A session as a client sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionView {
+    pub session_id: SessionId,
+    pub client_id: ClientId,
+    pub timeout: Timeout,
+    pub created_at: UnixMillis,
+    pub last_keepalive: UnixMillis,
+    pub locks_held: Vec<Resource>,
+    /// Set once the session expired.
+    pub expired_at: Option<UnixMillis>,
+    /// Milliseconds until the session expires without a keepalive (0 once expired).
+    pub expires_in_ms: u64,
+}
+
+/// The answer to a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    SessionCreated { session_id: SessionId, client_id: ClientId, timeout: Timeout },
+    KeptAlive { session_id: SessionId, timeout: Timeout, expires_in_ms: u64 },
+    SessionDeleted { session_id: SessionId },
+    /// `fresh`: a new grant (201) rather than the one the session already had (200).
+    Acquired { grant: Grant, fresh: bool },
+    Released { grant: Grant },
+    CleanedUp { removed: u64 },
+    Advertised,
+    Session(SessionView),
+    SessionLocks(Vec<Resource>),
+    Lock { resource: Resource, grant: Option<Grant> },
+    Stats(Stats),
+}
+
+/// Why a request got no reply from the lock state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum ServiceError {
+    /// The lock state refused it (unknown session, lock held, ...).
+    #[error("refused: {0:?}")]
+    Domain(DomainError),
+    /// No leader could answer in time. `outcome_unknown`: the request may still take effect.
+    #[error("unavailable: {reason}")]
+    Unavailable { reason: String, outcome_unknown: bool },
+    /// The node asked to act as leader is not the leader; the request was not applied.
+    /// Only seen between nodes: the service retries on the new leader.
+    #[error("not the leader")]
+    NotLeader { leader: Option<NodeId> },
+    /// A bug; the text stays in the node's log, never in an answer.
+    #[error("internal error")]
+    Internal,
+}

@@ -69,12 +69,12 @@ pub struct Timing {
     pub request_timeout: Duration,
 
     /// How often the leader sends heartbeats.
-    #[arg(long, env = "LOCKIO_HEARTBEAT", default_value = "100ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "LOCKIO_HEARTBEAT", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
 
-    /// A follower that hears no leader for a random time between this and twice this starts
-    /// an election.
-    #[arg(long, env = "LOCKIO_ELECTION_TIMEOUT", default_value = "500ms", value_parser = humantime::parse_duration)]
+    /// The election timeout T: a follower that hears no leader for 2T (the leader's lease)
+    /// plus a random time between T and 2T starts an election.
+    #[arg(long, env = "LOCKIO_ELECTION_TIMEOUT", default_value = "200ms", value_parser = humantime::parse_duration)]
     pub election_timeout: Duration,
 
     /// How often the leader looks for sessions whose timeout has passed.

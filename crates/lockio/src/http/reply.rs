@@ -149,6 +149,8 @@ pub fn cluster_status(s: &ClusterStatus) -> Value {
         "uptime": s.uptime_secs,
         "commit_index": s.commit_index,
         "applied_index": s.applied_index,
+        "snapshot_index": s.snapshot_index,
+        "purged_index": s.purged_index,
         "members": members,
         "stats": stats_body(&s.stats),
     })

@@ -74,6 +74,9 @@ pub struct ClusterStatus {
     pub uptime_secs: u64,
     pub commit_index: u64,
     pub applied_index: u64,
+    /// The last log index covered by this node's latest snapshot, and the last one it purged.
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
     pub members: Vec<MemberStatus>,
     pub stats: Stats,
 }
@@ -143,6 +146,8 @@ impl Service {
             uptime_secs: self.inner.signals.started.elapsed().as_secs(),
             commit_index: self.inner.signals.committed.load(Ordering::Relaxed),
             applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: metrics.snapshot.map(|l| l.index),
+            purged_index: metrics.purged.map(|l| l.index),
             members,
             stats: applied.replica.locks.stats(),
         }

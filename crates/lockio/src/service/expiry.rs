@@ -17,6 +17,11 @@ impl Service {
     /// to be forgotten. `None` unless this node believes it leads.
     fn take_overdue(&self) -> Option<(Vec<SessionId>, bool)> {
         let term = self.leader_term()?;
+        if !self.health().healthy {
+            // A leader that has not heard from a majority lately (it was paused, or is cut
+            // off) may already be deposed: its view of the leases is not worth proposing.
+            return None;
+        }
         let now = Instant::now();
         let applied = self.inner.view.read();
         let locks = &applied.replica.locks;

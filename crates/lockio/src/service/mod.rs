@@ -115,7 +115,7 @@ impl Service {
         loop {
             let attempt = match self.leader() {
                 Some((id, _)) if id == self.node_id() => self.lead(request.clone(), deadline).await,
-                Some((_, addr)) => self.forward(&addr, request.clone(), deadline).await,
+                Some((id, addr)) => self.forward(id, &addr, request.clone(), deadline).await,
                 None => Err(ServiceError::NotLeader { leader: None }),
             };
             match attempt {
@@ -173,18 +173,27 @@ impl Service {
         (metrics.current_leader == Some(self.node_id()) && metrics.state.is_leader()).then_some(metrics.current_term)
     }
 
-    async fn forward(&self, addr: &str, request: Request, deadline: Instant) -> Result<Reply, ServiceError> {
+    async fn forward(&self, leader: NodeId, addr: &str, request: Request, deadline: Instant) -> Result<Reply, ServiceError> {
         let budget = deadline.saturating_duration_since(Instant::now());
         let proposes = proposes(&request);
         let forwarded = Forwarded { request, budget_ms: budget.as_millis() as u64 };
-        match self.inner.peers.call(addr, path::FORWARD, &forwarded, budget).await {
-            Ok(answer) => answer,
-            Err(e @ CallError::Unreachable { .. }) => {
-                Err(ServiceError::Unavailable { reason: e.to_string(), outcome_unknown: false })
-            }
-            Err(e @ CallError::Failed { .. }) => {
-                Err(ServiceError::Unavailable { reason: e.to_string(), outcome_unknown: proposes })
-            }
+        let mut metrics = self.inner.raft.metrics();
+        tokio::select! {
+            answer = self.inner.peers.call(addr, path::FORWARD, &forwarded, budget) => match answer {
+                Ok(answer) => answer,
+                Err(e @ CallError::Unreachable { .. }) => {
+                    Err(ServiceError::Unavailable { reason: e.to_string(), outcome_unknown: false })
+                }
+                Err(e @ CallError::Failed { .. }) => {
+                    Err(ServiceError::Unavailable { reason: e.to_string(), outcome_unknown: proposes })
+                }
+            },
+            // A leader that stalls (paused, partitioned) is replaced by an election; stop
+            // waiting for it then instead of when the deadline runs out.
+            _ = metrics.wait_for(|m| m.current_leader != Some(leader)) => Err(ServiceError::Unavailable {
+                reason: format!("leader {leader} was replaced while it had the request"),
+                outcome_unknown: proposes,
+            }),
         }
     }
 

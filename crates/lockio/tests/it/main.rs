@@ -1,0 +1,11 @@
+//! Integration tests: real `lockio serve` processes on 127.0.0.1, driven over HTTP.
+
+mod support;
+
+mod contract;
+mod cluster;
+mod durability;
+mod expiry;
+mod failover;
+mod serve;
+mod validation;

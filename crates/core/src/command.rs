@@ -26,6 +26,10 @@ pub enum Command {
     /// `POST /admin/cleanup`: expires the listed sessions like a sweep, then removes every
     /// expired session at once.
     Cleanup { expire: Vec<SessionId>, now: UnixMillis },
+    /// The leader writes down, now and then, when it last took a keepalive for each session, so
+    /// that every replica shows the same `last_keepalive`. Informational: expiry is decided by
+    /// the leader's lease table, not from this.
+    RecordKeepalives { keepalives: Vec<(SessionId, UnixMillis)>, now: UnixMillis },
 }
 
 impl Command {
@@ -37,7 +41,8 @@ impl Command {
             | Command::Acquire { now, .. }
             | Command::Release { now, .. }
             | Command::ExpireSessions { now, .. }
-            | Command::Cleanup { now, .. } => *now,
+            | Command::Cleanup { now, .. }
+            | Command::RecordKeepalives { now, .. } => *now,
         }
     }
 
@@ -57,7 +62,10 @@ impl Command {
                 Resource::new(resource.as_str())?;
                 FenceToken::new(fence_token.0)?;
             }
-            Command::DeleteSession { .. } | Command::ExpireSessions { .. } | Command::Cleanup { .. } => {}
+            Command::DeleteSession { .. }
+            | Command::ExpireSessions { .. }
+            | Command::Cleanup { .. }
+            | Command::RecordKeepalives { .. } => {}
         }
         Ok(())
     }
@@ -91,6 +99,8 @@ pub enum Applied {
     /// From `ExpireSessions` and `Cleanup`: the sessions expired now, and how many expired
     /// sessions were removed for good.
     Expired { expired: Vec<ExpiredSession>, removed: u64 },
+    /// From `RecordKeepalives`: how many live sessions it updated.
+    KeepalivesRecorded { updated: u64 },
 }
 
 /// Why a command was refused. Refusals are deterministic: every replica refuses the same

@@ -28,8 +28,8 @@ pub struct Session {
     pub client_id: ClientId,
     pub timeout: Timeout,
     pub created_at: UnixMillis,
-    /// The last keepalive the log knows of. Keepalives do not go through the log, so this is
-    /// the creation time; the leader keeps the live figure (see the service's lease table).
+    /// The last keepalive the log knows of: the creation time, moved forward by the leader's
+    /// periodic `RecordKeepalives`. The leader's lease table has the live figure.
     pub last_keepalive: UnixMillis,
     pub status: SessionStatus,
     /// The resources this session holds. Derived from the lock table, so it is not part of
@@ -138,6 +138,7 @@ impl LockState {
                 let removed = self.forget_expired_until(UnixMillis(u64::MAX));
                 Ok(Applied::Expired { expired, removed })
             }
+            Command::RecordKeepalives { keepalives, .. } => Ok(self.record_keepalives(&keepalives, now)),
         };
         if outcome.is_ok() {
             self.clock = now;
@@ -243,6 +244,22 @@ impl LockState {
             expired.push(ExpiredSession { session_id, released });
         }
         expired
+    }
+
+    /// Moves `last_keepalive` of each listed live session forward (never back, never past
+    /// `now`); unknown and expired sessions are skipped.
+    fn record_keepalives(&mut self, keepalives: &[(SessionId, UnixMillis)], now: UnixMillis) -> Applied {
+        let mut updated = 0;
+        for (session_id, at) in keepalives {
+            if let Some(session) = self.sessions.get_mut(session_id) {
+                let at = (*at).min(now);
+                if !session.is_expired() && at > session.last_keepalive {
+                    session.last_keepalive = at;
+                    updated += 1;
+                }
+            }
+        }
+        Applied::KeepalivesRecorded { updated }
     }
 
     /// Removes the expired sessions that expired at or before `cutoff`; returns how many.

@@ -2,8 +2,10 @@
 
 mod cli;
 mod dev;
+mod events;
 mod formation;
 mod http;
+mod metrics;
 mod node;
 mod raft;
 mod service;

@@ -15,7 +15,8 @@ use crate::raft::log_store::LogStore;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::store::Store;
 use crate::raft::Raft;
-use crate::service::{run_sweeper, Request, Service, ServiceConfig, Signals};
+use crate::events::EventLog;
+use crate::service::{run_leader_watch, run_member_probes, run_sweeper, Request, Service, ServiceConfig, Signals};
 use crate::transport::{Network, PeerClient};
 use crate::{formation, http, transport};
 
@@ -32,9 +33,11 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow:
         TcpListener::bind(args.raft).await.with_context(|| format!("cannot listen on --raft {}", args.raft))?;
     let store = Store::open(&args.data_dir)
         .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
+    let metrics = crate::metrics::install().context("cannot install the metrics recorder")?;
+    let events = EventLog::new();
 
     let log_store = LogStore::new(store.clone());
-    let state_machine = StateMachine::open(store).context("cannot load the last snapshot")?;
+    let state_machine = StateMachine::open(store, events.clone()).context("cannot load the last snapshot")?;
     let view = state_machine.view();
     let signals = Signals::new(log_store.committed_index());
     let peers = PeerClient::new();
@@ -66,6 +69,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow:
         view,
         peers.clone(),
         signals,
+        events,
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -73,7 +77,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow:
         let _ = rx.wait_for(|s| *s).await;
     };
     let http_server = tokio::spawn(
-        axum::serve(http_listener, http::router(service.clone()))
+        axum::serve(http_listener, http::router(service.clone(), metrics))
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
@@ -84,6 +88,8 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow:
     );
     let background = [
         tokio::spawn(run_sweeper(service.clone(), timing.sweep_interval)),
+        tokio::spawn(run_member_probes(service.clone())),
+        tokio::spawn(run_leader_watch(service.clone())),
         tokio::spawn(formation::form_cluster_once(raft.clone(), args.id, args.peers.clone(), peers)),
         tokio::spawn(advertise_http(service.clone(), args.advertise_http.clone().unwrap_or_else(|| args.http.to_string()))),
     ];

@@ -41,7 +41,9 @@ fn command() -> impl Strategy<Value = Command> {
         }),
         (proptest::collection::vec(sid.clone(), 0..3), now.clone())
             .prop_map(|(session_ids, now)| Command::ExpireSessions { session_ids, now }),
-        (proptest::collection::vec(sid, 0..2), now).prop_map(|(expire, now)| Command::Cleanup { expire, now }),
+        (proptest::collection::vec(sid.clone(), 0..2), now.clone()).prop_map(|(expire, now)| Command::Cleanup { expire, now }),
+        (proptest::collection::vec((sid, (0u64..20_000).prop_map(UnixMillis)), 0..3), now)
+            .prop_map(|(keepalives, now)| Command::RecordKeepalives { keepalives, now }),
     ]
 }
 

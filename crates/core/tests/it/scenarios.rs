@@ -8,6 +8,7 @@
 //! create S client=C timeout=N at=T     delete S at=T
 //! acquire S R at=T                     release S R token=N at=T
 //! expire S... at=T                     cleanup S... at=T
+//! record S@T... at=T (RecordKeepalives)  session-keepalive S (its last_keepalive)
 //! session S    lock R    locks    stats    keepalive S (the leader's liveness check)
 //! create-raw S client=C timeout=N at=T (bypasses validation, as a corrupt log would)
 //! snapshot     (checks restore(snapshot) is the identity)
@@ -101,6 +102,21 @@ impl Script {
                 let outcome = self.state.apply(command);
                 self.show(outcome)
             }
+            "record" => {
+                let keepalives = args
+                    .iter()
+                    .map(|a| {
+                        let (name, t) = a.split_once('@').unwrap();
+                        (self.id(name), UnixMillis(t.parse().unwrap()))
+                    })
+                    .collect();
+                let outcome = self.state.apply(Command::RecordKeepalives { keepalives, now });
+                self.show(outcome)
+            }
+            "session-keepalive" => {
+                let session_id = self.id(&args[0]);
+                format!("last_keepalive={}", self.state.session(&session_id).unwrap().last_keepalive.0)
+            }
             "keepalive" => {
                 let session_id = self.id(&args[0]);
                 match self.state.live_session(&session_id) {
@@ -172,6 +188,7 @@ impl Script {
                 grant.acquired_at.0
             ),
             Ok(Applied::Released { grant }) => format!("released {} token={}", grant.resource, grant.fence_token),
+            Ok(Applied::KeepalivesRecorded { updated }) => format!("recorded updated={updated}"),
             Ok(Applied::Expired { expired, removed }) => {
                 let e: Vec<String> = expired
                     .iter()

@@ -15,6 +15,7 @@ use lockio_core::{ClientId, FenceToken, InvalidValue, Resource, SessionId, Timeo
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use crate::service::Listing;
 
 /// The largest request body the API takes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -121,6 +122,20 @@ impl QueryParams {
             Some("true") | Some("1") | Some("") => Ok(true),
             Some(_) => Err(ApiError::invalid("stale", "stale must be true or false")),
         }
+    }
+
+    /// `?filter=TEXT&limit=N` of a listing.
+    pub fn listing(&self) -> Result<Listing, ApiError> {
+        let filter = self.0.get("filter").map(|f| f.trim().to_string()).filter(|f| !f.is_empty());
+        let limit = match self.0.get("limit") {
+            None => Listing::DEFAULT_LIMIT,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=Listing::MAX_LIMIT).contains(n))
+                .ok_or_else(|| ApiError::invalid("limit", format!("limit must be an integer from 1 to {}", Listing::MAX_LIMIT)))?,
+        };
+        Ok(Listing { filter, limit })
     }
 
     /// `?fence_token=N`, if given.

@@ -1,25 +1,35 @@
 //! The client-facing HTTP API (http-api.md): routes, input parsing, answers and errors, all JSON
 //! except the dashboard page. Handlers are thin; the service layer decides.
 
+mod dashboard;
 mod error;
 mod input;
 mod reply;
 mod routes;
+mod stream;
 
 use std::any::Any;
 
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::service::Service;
 pub use error::ApiError;
 
-/// The API router for one node.
-pub fn router(service: Service) -> Router {
+/// The API router for one node; `metrics` renders `GET /metrics`.
+pub fn router(service: Service, metrics: PrometheusHandle) -> Router {
+    let scrape = Router::new().route("/metrics", get(render_metrics)).with_state((service.clone(), metrics));
     Router::new()
-        .route("/", get(routes::dashboard))
+        .route("/", get(dashboard::page))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
+        .route("/events", get(stream::events))
         .route("/health", get(routes::health))
         .route("/cluster/status", get(routes::cluster_status))
         .route("/sessions", post(routes::create_session))
@@ -30,12 +40,34 @@ pub fn router(service: Service) -> Router {
         .route("/sessions/{session_id}/locks/{resource}", post(routes::acquire).delete(routes::release))
         .route("/admin/cleanup", post(routes::cleanup))
         .route("/admin/stats", get(routes::stats))
+        .route("/admin/sessions", get(routes::sessions))
+        .route("/admin/locks", get(routes::locks))
         .route("/admin/locks/", get(routes::empty_resource))
         .route("/admin/locks/{resource}", get(routes::lock_status))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(CatchPanicLayer::custom(panic_answer))
         .with_state(service)
+        .merge(scrape)
+        .layer(axum::middleware::from_fn(count_request))
+        .layer(CatchPanicLayer::custom(panic_answer))
+}
+
+async fn render_metrics(State((service, handle)): State<(Service, PrometheusHandle)>) -> impl IntoResponse {
+    ([("content-type", "text/plain; version=0.0.4")], crate::metrics::render(&handle, &service))
+}
+
+/// Counts every request by route template, method and status, with its latency.
+async fn count_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    // The event stream stays open for as long as the page does; its duration says nothing.
+    if route != "/events" {
+        crate::metrics::http_request(route, &method, response.status().as_u16(), started.elapsed());
+    }
+    response
 }
 
 /// A panic in a handler is a bug: log it, answer a JSON 500 without its text.

@@ -7,7 +7,9 @@ use axum::Json;
 use lockio_core::Grant;
 use serde_json::{json, Value};
 
-use crate::service::{ClusterStatus, Health, Reply};
+use crate::events::{Event, What};
+use crate::raft::replica::Change;
+use crate::service::{ClusterStatus, Health, Reply, SessionView};
 
 fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
@@ -52,41 +54,60 @@ pub fn reply(reply: Reply) -> Response {
         }
         Reply::CleanedUp { removed } => (StatusCode::OK, json!({"cleanup": "completed", "count": removed})),
         Reply::Advertised => (StatusCode::OK, json!({})),
-        Reply::Session(s) => {
-            let mut body = json!({
-                "client_id": s.client_id.as_str(),
-                "created_at": s.created_at.as_secs_f64(),
-                "last_keepalive": s.last_keepalive.as_secs_f64(),
-                "locks_held": s.locks_held.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-                "session_id": s.session_id.to_string(),
-                "timeout": s.timeout.secs(),
-                "keepalive_interval": s.timeout.keepalive_interval_secs(),
-                "is_expired": s.expired_at.is_some(),
-                "expires_in": secs(s.expires_in_ms),
-            });
-            if let Some(at) = s.expired_at {
-                body["expired_at"] = json!(at.as_secs_f64());
-            }
-            (StatusCode::OK, body)
-        }
+        Reply::Session(s) => (StatusCode::OK, session_body(&s)),
         Reply::SessionLocks(locks) => (
             StatusCode::OK,
             json!({"locks": locks.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "total_locks": locks.len()}),
         ),
-        Reply::Lock { resource, grant: Some(grant) } => (
-            StatusCode::OK,
-            json!({
-                "acquired_at": grant.acquired_at.as_secs_f64(),
-                "fence_token": grant.fence_token.0,
-                "locked": true,
-                "resource": resource.as_str(),
-                "session_id": grant.session_id.to_string(),
-            }),
-        ),
+        Reply::Lock { grant: Some(grant), .. } => (StatusCode::OK, lock_body(&grant)),
         Reply::Lock { resource, grant: None } => (StatusCode::OK, json!({"locked": false, "resource": resource.as_str()})),
         Reply::Stats(stats) => (StatusCode::OK, stats_body(&stats)),
+        Reply::Sessions { total, matched, rows } => (
+            StatusCode::OK,
+            json!({"total": total, "matched": matched, "sessions": rows.iter().map(session_body).collect::<Vec<_>>()}),
+        ),
+        Reply::Locks { total, matched, rows } => (
+            StatusCode::OK,
+            json!({
+                "total": total,
+                "matched": matched,
+                "locks": rows.iter().map(|row| {
+                    let mut body = lock_body(&row.grant);
+                    body["client_id"] = json!(row.client_id.as_str());
+                    body
+                }).collect::<Vec<_>>(),
+            }),
+        ),
     };
     (status, Json(body)).into_response()
+}
+
+fn session_body(s: &SessionView) -> Value {
+    let mut body = json!({
+        "client_id": s.client_id.as_str(),
+        "created_at": s.created_at.as_secs_f64(),
+        "last_keepalive": s.last_keepalive.as_secs_f64(),
+        "locks_held": s.locks_held.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "session_id": s.session_id.to_string(),
+        "timeout": s.timeout.secs(),
+        "keepalive_interval": s.timeout.keepalive_interval_secs(),
+        "is_expired": s.expired_at.is_some(),
+        "expires_in": secs(s.expires_in_ms),
+    });
+    if let Some(at) = s.expired_at {
+        body["expired_at"] = json!(at.as_secs_f64());
+    }
+    body
+}
+
+fn lock_body(grant: &Grant) -> Value {
+    json!({
+        "acquired_at": grant.acquired_at.as_secs_f64(),
+        "fence_token": grant.fence_token.0,
+        "locked": true,
+        "resource": grant.resource.as_str(),
+        "session_id": grant.session_id.to_string(),
+    })
 }
 
 fn stats_body(stats: &lockio_core::Stats) -> Value {
@@ -129,7 +150,20 @@ pub fn cluster_status(s: &ClusterStatus) -> Value {
         .members
         .iter()
         .map(|m| {
-            let mut member = json!({"id": m.id, "raft": m.raft, "http": m.http});
+            let mut member = json!({
+                "id": m.id,
+                "raft": m.raft,
+                "http": m.http,
+                "reachable": m.reachable,
+                "last_contact_ms": m.last_contact_ms,
+            });
+            if let Some(r) = &m.report {
+                member["state"] = json!(r.role.as_str());
+                member["term"] = json!(r.term);
+                member["leader_id"] = json!(r.leader_id);
+                member["commit_index"] = json!(r.commit_index);
+                member["applied_index"] = json!(r.applied_index);
+            }
             if let (Some(matched), Some(lag)) = (m.matched_index, m.lag) {
                 member["matched_index"] = json!(matched);
                 member["lag"] = json!(lag);
@@ -154,4 +188,42 @@ pub fn cluster_status(s: &ClusterStatus) -> Value {
         "members": members,
         "stats": stats_body(&s.stats),
     })
+}
+
+fn grants(released: &[Grant]) -> Value {
+    json!(released.iter().map(|g| json!({"resource": g.resource.as_str(), "fence_token": g.fence_token.0})).collect::<Vec<_>>())
+}
+
+/// An event of the stream (`GET /events`) as JSON: `type`, `at`, and what it is about.
+pub fn event(e: &Event) -> Value {
+    let mut body = match &e.what {
+        What::Applied { index, change } => {
+            let mut body = match change {
+                Change::SessionCreated { session_id, client_id, timeout } => json!({
+                    "type": "session_created", "session_id": session_id.to_string(),
+                    "client_id": client_id.as_str(), "timeout": timeout.secs(),
+                }),
+                Change::SessionDeleted { session_id, client_id, released } => json!({
+                    "type": "session_deleted", "session_id": session_id.to_string(),
+                    "client_id": client_id.as_str(), "released": grants(released),
+                }),
+                Change::SessionExpired { session_id, client_id, released } => json!({
+                    "type": "session_expired", "session_id": session_id.to_string(),
+                    "client_id": client_id.as_str(), "released": grants(released),
+                }),
+                Change::LockAcquired { grant, client_id } | Change::LockReleased { grant, client_id } => json!({
+                    "type": if matches!(change, Change::LockAcquired { .. }) { "lock_acquired" } else { "lock_released" },
+                    "resource": grant.resource.as_str(), "session_id": grant.session_id.to_string(),
+                    "client_id": client_id.as_str(), "fence_token": grant.fence_token.0,
+                }),
+            };
+            body["index"] = json!(index);
+            body
+        }
+        What::LeaderChanged { leader_id, term } => json!({"type": "leader_changed", "leader_id": leader_id, "term": term}),
+        What::NodeUnreachable { node_id } => json!({"type": "node_unreachable", "node_id": node_id}),
+        What::NodeReachable { node_id } => json!({"type": "node_reachable", "node_id": node_id}),
+    };
+    body["at"] = json!(e.at.as_secs_f64());
+    body
 }

@@ -2,7 +2,7 @@
 //! answer (`reply`, `error`); none makes a decision about sessions or locks.
 
 use axum::extract::State;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lockio_core::SessionId;
 
@@ -30,8 +30,12 @@ pub async fn cluster_status(State(service): State<Service>) -> Response {
     Json(reply::cluster_status(&service.cluster_status())).into_response()
 }
 
-pub async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
+pub async fn sessions(State(service): State<Service>, query: QueryParams) -> Answer {
+    read(&service, &query, Query::Sessions(query.listing()?)).await
+}
+
+pub async fn locks(State(service): State<Service>, query: QueryParams) -> Answer {
+    read(&service, &query, Query::Locks(query.listing()?)).await
 }
 
 pub async fn create_session(State(service): State<Service>, body: Body) -> Answer {

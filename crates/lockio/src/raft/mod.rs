@@ -51,6 +51,23 @@ pub enum LogCommand {
     AdvertiseHttp { node_id: NodeId, http_addr: String },
 }
 
+impl LogCommand {
+    /// A short name for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        use lockio_core::Command::*;
+        match self {
+            LogCommand::Lock(CreateSession { .. }) => "create_session",
+            LogCommand::Lock(DeleteSession { .. }) => "delete_session",
+            LogCommand::Lock(Acquire { .. }) => "acquire",
+            LogCommand::Lock(Release { .. }) => "release",
+            LogCommand::Lock(ExpireSessions { .. }) => "expire_sessions",
+            LogCommand::Lock(Cleanup { .. }) => "cleanup",
+            LogCommand::Lock(RecordKeepalives { .. }) => "record_keepalives",
+            LogCommand::AdvertiseHttp { .. } => "advertise_http",
+        }
+    }
+}
+
 /// What applying a log entry returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogOutcome {
@@ -75,7 +92,7 @@ mod tests {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("temp dir");
             let store = Store::open(dir.path()).expect("open store");
-            let sm = StateMachine::open(store.clone()).expect("open state machine");
+            let sm = StateMachine::open(store.clone(), crate::events::EventLog::new()).expect("open state machine");
             Ok((dir, LogStore::new(store), sm))
         }
     }

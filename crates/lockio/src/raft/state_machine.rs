@@ -15,6 +15,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::replica::{Replica, ReplicaEvent};
+use crate::events::{EventLog, What};
 use super::store::{self, Store, StoreError, SNAPSHOT};
 use super::{Entry, LogId, LogOutcome, NodeId, StorageError, TypeConfig};
 
@@ -52,6 +53,7 @@ struct StoredSnapshotMeta {
 pub struct StateMachine {
     store: Store,
     view: AppliedView,
+    events: EventLog,
 }
 
 fn snapshot_err(verb: ErrorVerb) -> impl FnOnce(StoreError) -> StorageError {
@@ -60,7 +62,7 @@ fn snapshot_err(verb: ErrorVerb) -> impl FnOnce(StoreError) -> StorageError {
 
 impl StateMachine {
     /// Loads the last persisted snapshot, if any; openraft replays the log from there.
-    pub fn open(store: Store) -> Result<StateMachine, StoreError> {
+    pub fn open(store: Store, events: EventLog) -> Result<StateMachine, StoreError> {
         let mut applied = Applied::default();
         if let Some(StoredSnapshotMeta { meta }) = store.get::<StoredSnapshotMeta>(SNAPSHOT, "meta")? {
             let data: Vec<u8> = store.get(SNAPSHOT, "data")?.unwrap_or_default();
@@ -68,7 +70,7 @@ impl StateMachine {
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
         }
-        Ok(StateMachine { store, view: AppliedView { inner: Arc::new(RwLock::new(applied)) } })
+        Ok(StateMachine { store, view: AppliedView { inner: Arc::new(RwLock::new(applied)) }, events })
     }
 
     pub fn view(&self) -> AppliedView {
@@ -141,7 +143,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         for (index, event) in events {
-            tracing::info!(index, ?event, "applied");
+            tracing::info!(index, change = ?event.change, "applied");
+            crate::metrics::applied(&event.change);
+            self.events.publish(event.at, What::Applied { index, change: event.change });
         }
         Ok(outcomes)
     }

@@ -1,6 +1,6 @@
 //! This node's view of the cluster, for `/health` and `/cluster/status`: role, leader, term,
-//! quorum, indexes and members. Computed from openraft's metrics and the few `Signals` the
-//! adapters record.
+//! quorum, indexes, and every member as this node last heard from it. Computed from openraft's
+//! metrics, the few `Signals` the adapters record, and the members' reports (`members`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,6 +9,7 @@ use lockio_core::Stats;
 use openraft::ServerState;
 use tokio::time::Instant;
 
+use super::members::{millis_since, NodeReport, Role};
 use super::Service;
 use crate::raft::NodeId;
 
@@ -30,6 +31,10 @@ impl Signals {
     /// Called by the transport when a leader's AppendEntries was accepted.
     pub fn leader_contact(&self) {
         *self.last_leader_contact.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    pub fn committed_index(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
     }
 
     fn since_leader_contact(&self) -> Option<std::time::Duration> {
@@ -58,7 +63,13 @@ pub struct MemberStatus {
     pub raft: String,
     /// As the member advertised it; `None` until its advert is applied.
     pub http: Option<String>,
-    /// On the leader: the last log index known to be on that member, and how far behind it is.
+    /// The member's own latest report (this node's own for itself); `None` if it never answered.
+    pub report: Option<NodeReport>,
+    /// Whether the member answers this node now, and how long ago it last did.
+    pub reachable: bool,
+    pub last_contact_ms: Option<u64>,
+    /// The last log index known to be on that member, and how far behind the leader's log it
+    /// is, from the leader (this node, or the leader's latest report).
     pub matched_index: Option<u64>,
     pub lag: Option<u64>,
 }
@@ -111,23 +122,32 @@ impl Service {
     pub fn cluster_status(&self) -> ClusterStatus {
         let health = self.health();
         let metrics = self.raft().metrics().borrow().clone();
+        let me = self.node_report();
+        let seen = self.members_seen();
+        // Replication progress, as the leader reports it (from here if this node leads).
+        let leader_report =
+            if me.role == Role::Leader { Some(&me) } else { seen.values().filter_map(|s| s.report.as_ref()).find(|r| r.role == Role::Leader && r.term >= me.term) };
         let membership = metrics.membership_config.membership();
         let applied = self.view().read();
-        let last_log = metrics.last_log_index.unwrap_or(0);
         let members = membership
             .nodes()
             .map(|(id, node)| {
-                let matched = metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(id))
-                    .map(|m| m.as_ref().map(|l| l.index).unwrap_or(0));
+                let (report, reachable, last_contact_ms) = if *id == me.node_id {
+                    (Some(me.clone()), true, Some(0))
+                } else {
+                    let s = seen.get(id).cloned().unwrap_or_default();
+                    (s.report, s.reachable, s.last_contact.map(millis_since))
+                };
+                let matched = leader_report.and_then(|l| l.matched.get(id).copied());
                 MemberStatus {
                     id: *id,
                     raft: node.addr.clone(),
                     http: applied.replica.http_addrs.get(id).cloned(),
+                    report,
+                    reachable,
+                    last_contact_ms,
                     matched_index: matched,
-                    lag: matched.map(|m| last_log.saturating_sub(m)),
+                    lag: matched.zip(leader_report).map(|(m, l)| l.last_log_index.saturating_sub(m)),
                 }
             })
             .collect();
@@ -135,17 +155,11 @@ impl Service {
         ClusterStatus {
             health,
             raft_addr,
-            state: match metrics.state {
-                ServerState::Leader => "LEADER",
-                ServerState::Follower => "FOLLOWER",
-                ServerState::Candidate => "CANDIDATE",
-                ServerState::Learner => "LEARNER",
-                ServerState::Shutdown => "SHUTDOWN",
-            },
-            term: metrics.current_term,
+            state: me.role.as_str(),
+            term: me.term,
             uptime_secs: self.inner.signals.started.elapsed().as_secs(),
-            commit_index: self.inner.signals.committed.load(Ordering::Relaxed),
-            applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
+            commit_index: me.commit_index,
+            applied_index: me.applied_index,
             snapshot_index: metrics.snapshot.map(|l| l.index),
             purged_index: metrics.purged.map(|l| l.index),
             members,

@@ -1,4 +1,5 @@
-//! Session expiry, decided by the leader: the periodic sweep and `POST /admin/cleanup`.
+//! The leader's periodic work on sessions: the expiry sweep (and `POST /admin/cleanup`), and
+//! writing down the keepalives it took.
 //!
 //! Both take the sessions whose lease deadline has passed (`LeaseTable::take_overdue`) and
 //! propose their expiry as one command, so every replica expires them at the same log position
@@ -55,6 +56,27 @@ impl Service {
         }
     }
 
+    /// Writes the keepalives taken since the last time to the log, so every replica shows them.
+    /// Losing one such write loses nothing that matters: expiry goes by the lease table.
+    async fn record_keepalives(&self) {
+        let Some(term) = self.leader_term() else { return };
+        let keepalives = {
+            let mut leases = self.leases();
+            leases.enter_term(term);
+            leases.take_unrecorded()
+        };
+        if keepalives.is_empty() {
+            return;
+        }
+        let command = Command::RecordKeepalives { keepalives, now: wall_now() };
+        if let Ok(Err(e)) | Err(e) = tokio::time::timeout(self.inner.config.request_timeout, self.propose_lock(command))
+            .await
+            .map_err(|_| ServiceError::Unavailable { reason: "timed out".into(), outcome_unknown: true })
+        {
+            tracing::debug!(error = %e, "keepalives not recorded");
+        }
+    }
+
     /// `POST /admin/cleanup`, as the leader.
     pub(super) async fn cleanup(&self) -> Result<Reply, ServiceError> {
         let (overdue, _) = self.take_overdue().ok_or(ServiceError::NotLeader { leader: None })?;
@@ -69,12 +91,21 @@ impl Service {
     }
 }
 
-/// Sweeps every `interval` for as long as the node runs; does nothing on a follower.
+/// How often the leader writes the keepalives it took to the log.
+const RECORD_KEEPALIVES_EVERY: Duration = Duration::from_secs(1);
+
+/// Sweeps every `interval`, and records keepalives every `RECORD_KEEPALIVES_EVERY`, for as long
+/// as the node runs; does nothing on a follower.
 pub async fn run_sweeper(service: Service, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_record = Instant::now();
     loop {
         ticks.tick().await;
         service.sweep().await;
+        if last_record.elapsed() >= RECORD_KEEPALIVES_EVERY {
+            last_record = Instant::now();
+            service.record_keepalives().await;
+        }
     }
 }

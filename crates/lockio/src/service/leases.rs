@@ -43,6 +43,8 @@ pub struct LeaseTable {
     /// The term this table belongs to; 0 before the first leadership.
     term: u64,
     leases: HashMap<SessionId, Lease>,
+    /// Keepalives taken since they were last written to the log (`RecordKeepalives`).
+    unrecorded: HashMap<SessionId, UnixMillis>,
 }
 
 impl LeaseTable {
@@ -51,6 +53,7 @@ impl LeaseTable {
         if self.term != term {
             self.term = term;
             self.leases.clear();
+            self.unrecorded.clear();
         }
     }
 
@@ -71,7 +74,9 @@ impl LeaseTable {
         }
         lease.deadline = now + Duration::from_millis(timeout.millis());
         lease.last_keepalive = Some(wall);
-        LeaseStatus::Live { deadline: lease.deadline, last_keepalive: lease.last_keepalive }
+        let status = LeaseStatus::Live { deadline: lease.deadline, last_keepalive: lease.last_keepalive };
+        self.unrecorded.insert(session_id, wall);
+        status
     }
 
     /// The session's lease as of `now`, starting one if this leader had none.
@@ -96,6 +101,13 @@ impl LeaseTable {
             }
         }
         overdue
+    }
+
+    /// The keepalives taken since the last call, to be written to the log.
+    pub fn take_unrecorded(&mut self) -> Vec<(SessionId, UnixMillis)> {
+        let mut taken: Vec<_> = self.unrecorded.drain().collect();
+        taken.sort();
+        taken
     }
 
     /// How many leases the table holds (live sessions it has seen, and some that since ended).
@@ -145,6 +157,9 @@ mod tests {
         assert_eq!(table.take_overdue([(&s, t(10))].into_iter(), at9 + Duration::from_secs(10)), vec![s]);
         // Proposed once, not again while the proposal is out.
         assert!(table.take_overdue([(&s, t(10))].into_iter(), at9 + Duration::from_secs(11)).is_empty());
+        // The keepalive is handed out once to be written to the log.
+        assert_eq!(table.take_unrecorded(), vec![(s, UnixMillis(9))]);
+        assert!(table.take_unrecorded().is_empty());
     }
 
     #[test]

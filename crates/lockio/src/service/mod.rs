@@ -14,9 +14,12 @@
 mod cluster;
 mod expiry;
 mod leases;
+mod members;
+mod queries;
 mod read_index;
 mod request;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,10 +30,12 @@ use tokio::time::Instant;
 
 pub use cluster::{ClusterStatus, Health, Signals};
 pub use expiry::run_sweeper;
+pub use members::{run_leader_watch, run_member_probes};
 pub use leases::{LeaseStatus, LeaseTable};
 pub use read_index::ReadBarrier;
-pub use request::{Query, Reply, Request, ServiceError, SessionView};
+pub use request::{Listing, Query, Reply, Request, ServiceError, SessionView};
 
+use crate::events::EventLog;
 use crate::raft::state_machine::AppliedView;
 use crate::raft::{LogCommand, LogOutcome, NodeId, Raft};
 use crate::transport::{path, CallError, PeerClient};
@@ -76,14 +81,37 @@ struct Inner {
     /// The leader's lease table. A std mutex: it is held only for map updates, never across
     /// an `.await`.
     leases: Mutex<LeaseTable>,
+    /// What this node last heard from each other member (see `members`).
+    members: Mutex<BTreeMap<NodeId, members::Seen>>,
+    events: EventLog,
 }
 
 impl Service {
-    pub fn new(config: ServiceConfig, raft: Raft, view: AppliedView, peers: PeerClient, signals: Signals) -> Service {
+    pub fn new(
+        config: ServiceConfig,
+        raft: Raft,
+        view: AppliedView,
+        peers: PeerClient,
+        signals: Signals,
+        events: EventLog,
+    ) -> Service {
         let barrier = ReadBarrier::start(raft.clone(), config.request_timeout);
-        Service {
-            inner: Arc::new(Inner { config, raft, view, barrier, peers, signals, leases: Mutex::new(LeaseTable::default()) }),
-        }
+        let inner = Inner {
+            config,
+            raft,
+            view,
+            barrier,
+            peers,
+            signals,
+            leases: Mutex::new(LeaseTable::default()),
+            members: Mutex::new(BTreeMap::new()),
+            events,
+        };
+        Service { inner: Arc::new(inner) }
+    }
+
+    pub fn events(&self) -> &EventLog {
+        &self.inner.events
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -267,9 +295,13 @@ impl Service {
         leases.enter_term(term);
         match leases.keepalive(session_id, timeout, arrived, wall) {
             LeaseStatus::Live { .. } => {
+                crate::metrics::keepalive("ok");
                 Ok(Reply::KeptAlive { session_id, timeout, expires_in_ms: timeout.millis() })
             }
-            LeaseStatus::Overdue => Err(ServiceError::Domain(DomainError::SessionExpired { session_id })),
+            LeaseStatus::Overdue => {
+                crate::metrics::keepalive("overdue");
+                Err(ServiceError::Domain(DomainError::SessionExpired { session_id }))
+            }
         }
     }
 
@@ -301,6 +333,20 @@ impl Service {
 
     /// Appends a command to the log and waits until it is committed and applied here.
     async fn propose(&self, command: LogCommand) -> Result<LogOutcome, ServiceError> {
+        let kind = command.kind();
+        let started = Instant::now();
+        let result = self.propose_unmetered(command).await;
+        let label = match &result {
+            Ok(LogOutcome::Lock(Err(_))) => "refused",
+            Ok(_) => "applied",
+            Err(ServiceError::NotLeader { .. }) => "not_leader",
+            Err(_) => "failed",
+        };
+        crate::metrics::proposal(kind, label, started.elapsed());
+        result
+    }
+
+    async fn propose_unmetered(&self, command: LogCommand) -> Result<LogOutcome, ServiceError> {
         match self.inner.raft.client_write(command).await {
             Ok(response) => Ok(response.data),
             // openraft answers ForwardToLeader when this node is not the leader, or when the
@@ -314,67 +360,6 @@ impl Service {
             }
             Err(RaftError::Fatal(f)) => {
                 Err(ServiceError::Unavailable { reason: format!("raft stopped: {f}"), outcome_unknown: true })
-            }
-        }
-    }
-
-    /// Answers a query from this node's applied state. On the leader, session times come from
-    /// its lease table, which knows of keepalives the log does not carry.
-    fn read(&self, query: Query) -> Result<Reply, ServiceError> {
-        let applied = self.inner.view.read();
-        let locks = &applied.replica.locks;
-        match query {
-            Query::Stats => Ok(Reply::Stats(locks.stats())),
-            Query::Lock(resource) => {
-                let grant = locks.lock(&resource).map(|l| lockio_core::Grant {
-                    resource: resource.clone(),
-                    session_id: l.holder,
-                    fence_token: l.fence_token,
-                    acquired_at: l.acquired_at,
-                });
-                Ok(Reply::Lock { resource, grant })
-            }
-            Query::SessionLocks(session_id) => {
-                let session = locks
-                    .session(&session_id)
-                    .ok_or(ServiceError::Domain(DomainError::SessionNotFound { session_id }))?;
-                Ok(Reply::SessionLocks(session.locks.iter().cloned().collect()))
-            }
-            Query::Session(session_id) => {
-                let session = locks
-                    .session(&session_id)
-                    .ok_or(ServiceError::Domain(DomainError::SessionNotFound { session_id }))?;
-                let mut view = SessionView {
-                    session_id,
-                    client_id: session.client_id.clone(),
-                    timeout: session.timeout,
-                    created_at: session.created_at,
-                    last_keepalive: session.last_keepalive,
-                    locks_held: session.locks.iter().cloned().collect(),
-                    expired_at: None,
-                    expires_in_ms: 0,
-                };
-                match session.status {
-                    lockio_core::SessionStatus::Expired { at } => view.expired_at = Some(at),
-                    lockio_core::SessionStatus::Live => {
-                        let from_log = session.last_keepalive.0 + session.timeout.millis();
-                        view.expires_in_ms = from_log.saturating_sub(wall_now().0);
-                        if let Some(term) = self.leader_term() {
-                            let now = Instant::now();
-                            let mut leases = self.leases();
-                            leases.enter_term(term);
-                            if let LeaseStatus::Live { deadline, last_keepalive } =
-                                leases.status(session_id, session.timeout, now)
-                            {
-                                view.expires_in_ms = deadline.saturating_duration_since(now).as_millis() as u64;
-                                view.last_keepalive = last_keepalive.unwrap_or(session.last_keepalive);
-                            } else {
-                                view.expires_in_ms = 0;
-                            }
-                        }
-                    }
-                }
-                Ok(Reply::Session(view))
             }
         }
     }

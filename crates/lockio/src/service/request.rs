@@ -48,6 +48,31 @@ pub enum Query {
     SessionLocks(SessionId),
     Lock(Resource),
     Stats,
+    /// Sessions, newest first, live and expired-but-kept.
+    Sessions(Listing),
+    /// Held locks, by resource name.
+    Locks(Listing),
+}
+
+/// Which rows of a listing to return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// Keep rows whose session id, client id or resource contains this, ignoring case.
+    pub filter: Option<String>,
+    /// At most this many rows.
+    pub limit: usize,
+}
+
+impl Listing {
+    pub const DEFAULT_LIMIT: usize = 100;
+    pub const MAX_LIMIT: usize = 1000;
+}
+
+/// A held lock with its holder's client, as listings show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockRow {
+    pub grant: Grant,
+    pub client_id: ClientId,
 }
 
 /// A session as a client sees it.
@@ -80,6 +105,9 @@ pub enum Reply {
     SessionLocks(Vec<Resource>),
     Lock { resource: Resource, grant: Option<Grant> },
     Stats(Stats),
+    /// `total`: all rows; `matched`: rows the filter kept (before the limit).
+    Sessions { total: usize, matched: usize, rows: Vec<SessionView> },
+    Locks { total: usize, matched: usize, rows: Vec<LockRow> },
 }
 
 /// Why a request got no reply from the lock state.

@@ -17,6 +17,9 @@ pub mod path {
     pub const SNAPSHOT: &str = "/raft/snapshot";
     /// Is the node's Raft state initialized? Used once, to form the cluster.
     pub const HELLO: &str = "/raft/hello";
+    /// A node's report of its own role and indexes (`service::NodeReport`), for the others'
+    /// view of the cluster.
+    pub const REPORT: &str = "/raft/report";
     /// A client request a follower hands to the leader.
     pub const FORWARD: &str = "/forward";
 }

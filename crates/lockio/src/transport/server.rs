@@ -34,6 +34,7 @@ pub fn router(service: Service) -> Router {
         .route(path::VOTE, post(vote))
         .route(path::SNAPSHOT, post(snapshot))
         .route(path::HELLO, post(hello))
+        .route(path::REPORT, post(report))
         .route(path::FORWARD, post(forward))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(service)
@@ -90,6 +91,10 @@ async fn hello(State(service): State<Service>) -> Response {
         Ok(initialized) => encode(&Hello { node_id: service.node_id(), initialized }),
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
+}
+
+async fn report(State(service): State<Service>) -> Response {
+    encode(&service.node_report())
 }
 
 async fn forward(State(service): State<Service>, body: Bytes) -> Response {

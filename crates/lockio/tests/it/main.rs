@@ -3,9 +3,11 @@
 mod support;
 
 mod contract;
+mod dashboard;
 mod cluster;
 mod durability;
 mod expiry;
 mod failover;
+mod observability;
 mod serve;
 mod validation;

@@ -1,6 +1,7 @@
 //! Test support: real `lockio serve` processes on 127.0.0.1 with temporary data directories,
 //! an HTTP helper that returns status and JSON, and polling with a deadline.
 
+pub mod browser;
 pub mod cluster;
 pub mod http;
 

@@ -46,6 +46,19 @@ impl Command {
         }
     }
 
+    /// A short name of the kind of command, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::CreateSession { .. } => "create_session",
+            Command::DeleteSession { .. } => "delete_session",
+            Command::Acquire { .. } => "acquire",
+            Command::Release { .. } => "release",
+            Command::ExpireSessions { .. } => "expire_sessions",
+            Command::Cleanup { .. } => "cleanup",
+            Command::RecordKeepalives { .. } => "record_keepalives",
+        }
+    }
+
     /// Re-checks the value rules on a command read back from the log. The service layer
     /// validates before proposing, so this only matters for a log written by a faulty or
     /// different build; the answer is a refusal, never a panic.

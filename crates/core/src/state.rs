@@ -179,27 +179,18 @@ impl LockState {
     }
 
     fn acquire(&mut self, session_id: SessionId, resource: Resource, now: UnixMillis) -> Outcome {
-        self.live_session(&session_id)?;
+        if let Some(refusal) = self.acquire_refusal(&session_id, &resource) {
+            return Err(refusal);
+        }
         if let Some(lock) = self.locks.get(&resource) {
+            // Held by this very session (anyone else was refused above): the same grant again.
             let grant = Grant {
                 resource: resource.clone(),
                 session_id: lock.holder,
                 fence_token: lock.fence_token,
                 acquired_at: lock.acquired_at,
             };
-            if lock.holder == session_id {
-                return Ok(Applied::Acquired { grant, fresh: false });
-            }
-            let holder_client = self.sessions.get(&lock.holder).map(|s| s.client_id.clone());
-            return Err(DomainError::LockHeld {
-                resource,
-                holder: lock.holder,
-                // The holder is always a live session (see `check_invariants`); the fallback
-                // keeps this a value rather than a panic even if that ever broke.
-                holder_client: holder_client.unwrap_or_else(|| ClientId::new("unknown").expect("valid literal")),
-                fence_token: lock.fence_token,
-                since: lock.acquired_at,
-            });
+            return Ok(Applied::Acquired { grant, fresh: false });
         }
         self.fence_counter += 1;
         let fence_token = FenceToken(self.fence_counter);
@@ -286,6 +277,30 @@ impl LockState {
     }
 
     // ---- reads ----
+
+    /// Why `Command::Acquire` of `resource` by `session_id` would be refused if it were applied
+    /// now, or `None` if it would grant (or hand back the session's own grant). Changes nothing:
+    /// it lets the leader answer a try-lock that must fail from a linearizable read instead of
+    /// the log, with exactly the refusal the command would give.
+    pub fn acquire_refusal(&self, session_id: &SessionId, resource: &Resource) -> Option<DomainError> {
+        if let Err(refusal) = self.live_session(session_id) {
+            return Some(refusal);
+        }
+        let lock = self.locks.get(resource)?;
+        if lock.holder == *session_id {
+            return None;
+        }
+        let holder_client = self.sessions.get(&lock.holder).map(|s| s.client_id.clone());
+        Some(DomainError::LockHeld {
+            resource: resource.clone(),
+            holder: lock.holder,
+            // The holder is always a live session (see `check_invariants`); the fallback keeps
+            // this a value rather than a panic even if that ever broke.
+            holder_client: holder_client.unwrap_or_else(|| ClientId::new("unknown").expect("valid literal")),
+            fence_token: lock.fence_token,
+            since: lock.acquired_at,
+        })
+    }
 
     /// The session if it exists and is live; otherwise why not.
     pub fn live_session(&self, session_id: &SessionId) -> Result<&Session, DomainError> {

@@ -75,7 +75,14 @@ proptest! {
         let mut last_token = 0u64;
         for command in commands {
             let before = state.clone();
+            let predicted = match &command {
+                Command::Acquire { session_id, resource, .. } => Some(state.acquire_refusal(session_id, resource)),
+                _ => None,
+            };
             let outcome = state.apply(command.clone());
+            if let Some(predicted) = predicted {
+                prop_assert_eq!(predicted, outcome.clone().err(), "acquire_refusal must predict the command's refusal");
+            }
             prop_assert!(state.check_invariants().is_ok(), "{:?}", state.check_invariants());
             if outcome.is_err() {
                 prop_assert_eq!(&before, &state, "a refused command must change nothing");

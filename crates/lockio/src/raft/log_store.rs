@@ -1,13 +1,15 @@
 //! `LogStore`: openraft's `RaftLogStorage` on redb — the log, the vote and the committed index.
 //!
-//! Durability rules (openraft's, and ours): `save_vote`, `append`, `truncate` and `purge`
-//! commit with an fsync before they report success; `append` calls openraft's flush callback
-//! only after that commit. `save_committed` is a hint and is written without a flush.
+//! Durability rules (openraft's, and ours): `save_vote`, `truncate` and `purge` commit with an
+//! fsync before they return. `append` commits without a flush, so the entries are readable at
+//! once and replication can start, and hands openraft's flush callback to the flusher thread,
+//! which calls it only after a durable commit (one fsync for every append queued meanwhile:
+//! group commit). `save_committed` is a hint and is written without a flush.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, RaftLogReader, StorageIOError, Vote};
@@ -22,6 +24,8 @@ pub struct LogStore {
     store: Store,
     /// The last committed index openraft told us about, for `/cluster/status`.
     committed: Arc<AtomicU64>,
+    /// Appends waiting for their flush, in order. A std channel: the flusher is a plain thread.
+    flushes: mpsc::Sender<LogFlushed<TypeConfig>>,
 }
 
 fn log_err(verb: ErrorVerb) -> impl FnOnce(StoreError) -> StorageError {
@@ -36,7 +40,13 @@ impl LogStore {
     pub fn new(store: Store) -> LogStore {
         let committed = store.get::<Option<LogId>>(META, "committed").ok().flatten().flatten();
         let committed = Arc::new(AtomicU64::new(committed.map(|l| l.index).unwrap_or(0)));
-        LogStore { store, committed }
+        let (flushes, queue) = mpsc::channel();
+        let flusher = store.clone();
+        std::thread::Builder::new()
+            .name("lockio-log-flush".into())
+            .spawn(move || flush_loop(flusher, queue))
+            .expect("spawn the log flusher thread");
+        LogStore { store, committed, flushes }
     }
 
     /// The committed index, shared with whoever reports it.
@@ -124,7 +134,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let result = self.store.write(|txn| {
+        let result = self.store.write_lazy(|txn| {
             let mut table = txn.open_table(LOG)?;
             for entry in entries {
                 let bytes = postcard::to_allocvec(&entry)?;
@@ -134,9 +144,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         });
         match result {
             Ok(()) => {
-                // The commit above fsynced: only now may openraft count these entries as
-                // persisted (and, on a follower, acknowledge them to the leader).
-                callback.log_io_completed(Ok(()));
+                // Readable now, durable once the flusher's next commit is done: only then may
+                // openraft count these entries as persisted (and a follower acknowledge them).
+                if let Err(mpsc::SendError(callback)) = self.flushes.send(callback) {
+                    callback.log_io_completed(Err(std::io::Error::other("the log flusher stopped")));
+                }
                 Ok(())
             }
             Err(e) => {
@@ -173,4 +185,18 @@ fn remove_range(table: &mut redb::Table<u64, &[u8]>, range: impl RangeBounds<u64
         table.remove(index)?;
     }
     Ok(())
+}
+
+/// The flusher thread: waits for appends, makes everything written so far durable with one
+/// commit (one fsync), then tells openraft, in order. Ends when every `LogStore` clone is gone.
+fn flush_loop(store: Store, queue: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        batch.extend(queue.try_iter());
+        // An empty durable commit persists every non-durable commit before it.
+        let result = store.write(|_| Ok(()));
+        for callback in batch {
+            callback.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+        }
+    }
 }

@@ -45,33 +45,19 @@ pub type StorageError = openraft::StorageError<NodeId>;
 /// What a log entry carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogCommand {
-    /// A change to the lock state, for the pure core.
-    Lock(lockio_core::Command),
+    /// Changes to the lock state, for the pure core, applied in order. The leader puts the
+    /// commands of concurrent requests into one entry (see `service::proposer`), so that one
+    /// append, one fsync and one round of replication serve them all.
+    Lock(Vec<lockio_core::Command>),
     /// A node telling the cluster where its HTTP API is (`--advertise-http`).
     AdvertiseHttp { node_id: NodeId, http_addr: String },
-}
-
-impl LogCommand {
-    /// A short name for metrics and logs.
-    pub fn kind(&self) -> &'static str {
-        use lockio_core::Command::*;
-        match self {
-            LogCommand::Lock(CreateSession { .. }) => "create_session",
-            LogCommand::Lock(DeleteSession { .. }) => "delete_session",
-            LogCommand::Lock(Acquire { .. }) => "acquire",
-            LogCommand::Lock(Release { .. }) => "release",
-            LogCommand::Lock(ExpireSessions { .. }) => "expire_sessions",
-            LogCommand::Lock(Cleanup { .. }) => "cleanup",
-            LogCommand::Lock(RecordKeepalives { .. }) => "record_keepalives",
-            LogCommand::AdvertiseHttp { .. } => "advertise_http",
-        }
-    }
 }
 
 /// What applying a log entry returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogOutcome {
-    Lock(lockio_core::Outcome),
+    /// One outcome per command of a `LogCommand::Lock`, in order.
+    Lock(Vec<lockio_core::Outcome>),
     /// An advert, or an entry openraft writes for itself (blank, membership).
     Done,
 }

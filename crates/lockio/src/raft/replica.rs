@@ -75,53 +75,54 @@ impl Replica {
                 self.http_addrs.insert(node_id, http_addr);
                 LogOutcome::Done
             }
-            LogCommand::Lock(command) => {
-                let at = command.now();
-                // A session the command deletes or cleans up is gone afterwards: note the
-                // clients of the sessions it names first.
-                let named_clients: BTreeMap<SessionId, ClientId> = named_sessions(&command)
-                    .filter_map(|id| Some((*id, self.locks.session(id)?.client_id.clone())))
-                    .collect();
-                let outcome = self.locks.apply(command);
-                let client = |id: &SessionId| {
-                    named_clients.get(id).cloned().or_else(|| self.client_of(id)).unwrap_or_else(unknown_client)
-                };
-                let change = |change| ReplicaEvent { at, change };
-                match &outcome {
-                    Ok(Applied::SessionCreated { session_id, fresh: true }) => {
-                        if let Some(s) = self.locks.session(session_id) {
-                            events.push(change(Change::SessionCreated {
-                                session_id: *session_id,
-                                client_id: s.client_id.clone(),
-                                timeout: s.timeout,
-                            }));
-                        }
-                    }
-                    Ok(Applied::SessionDeleted { session_id, released }) => events.push(change(Change::SessionDeleted {
-                        session_id: *session_id,
-                        client_id: client(session_id),
-                        released: released.clone(),
-                    })),
-                    Ok(Applied::Acquired { grant, fresh: true }) => events.push(ReplicaEvent {
-                        at: grant.acquired_at,
-                        change: Change::LockAcquired { grant: grant.clone(), client_id: client(&grant.session_id) },
-                    }),
-                    Ok(Applied::Released { grant }) => events.push(change(Change::LockReleased {
-                        grant: grant.clone(),
-                        client_id: client(&grant.session_id),
-                    })),
-                    Ok(Applied::Expired { expired, .. }) => events.extend(expired.iter().map(|e| {
-                        change(Change::SessionExpired {
-                            session_id: e.session_id,
-                            client_id: client(&e.session_id),
-                            released: e.released.clone(),
-                        })
-                    })),
-                    _ => {}
-                }
-                LogOutcome::Lock(outcome)
+            LogCommand::Lock(commands) => {
+                LogOutcome::Lock(commands.into_iter().map(|command| self.apply_lock(command, events)).collect())
             }
         }
+    }
+
+    fn apply_lock(&mut self, command: lockio_core::Command, events: &mut Vec<ReplicaEvent>) -> lockio_core::Outcome {
+        let at = command.now();
+        // A session the command deletes or cleans up is gone afterwards: note the clients of
+        // the sessions it names first.
+        let named_clients: BTreeMap<SessionId, ClientId> = named_sessions(&command)
+            .filter_map(|id| Some((*id, self.locks.session(id)?.client_id.clone())))
+            .collect();
+        let outcome = self.locks.apply(command);
+        let client =
+            |id: &SessionId| named_clients.get(id).cloned().or_else(|| self.client_of(id)).unwrap_or_else(unknown_client);
+        let change = |change| ReplicaEvent { at, change };
+        match &outcome {
+            Ok(Applied::SessionCreated { session_id, fresh: true }) => {
+                if let Some(s) = self.locks.session(session_id) {
+                    events.push(change(Change::SessionCreated {
+                        session_id: *session_id,
+                        client_id: s.client_id.clone(),
+                        timeout: s.timeout,
+                    }));
+                }
+            }
+            Ok(Applied::SessionDeleted { session_id, released }) => events.push(change(Change::SessionDeleted {
+                session_id: *session_id,
+                client_id: client(session_id),
+                released: released.clone(),
+            })),
+            Ok(Applied::Acquired { grant, fresh: true }) => events.push(ReplicaEvent {
+                at: grant.acquired_at,
+                change: Change::LockAcquired { grant: grant.clone(), client_id: client(&grant.session_id) },
+            }),
+            Ok(Applied::Released { grant }) => events
+                .push(change(Change::LockReleased { grant: grant.clone(), client_id: client(&grant.session_id) })),
+            Ok(Applied::Expired { expired, .. }) => events.extend(expired.iter().map(|e| {
+                change(Change::SessionExpired {
+                    session_id: e.session_id,
+                    client_id: client(&e.session_id),
+                    released: e.released.clone(),
+                })
+            })),
+            _ => {}
+        }
+        outcome
     }
 
     fn client_of(&self, session_id: &SessionId) -> Option<ClientId> {

@@ -72,12 +72,10 @@ impl Store {
         }
     }
 
-    /// Runs `f` in a write transaction and commits it durably (fsync) before returning.
-    ///
-    /// redb does blocking file I/O; `block_in_place` lets the runtime move other tasks off
-    /// this worker thread while the fsync runs.
+    /// Runs `f` in a write transaction and commits it durably (fsync) before returning; that
+    /// also makes every earlier `write_lazy` commit durable.
     pub fn write<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        tokio::task::block_in_place(|| {
+        blocking(|| {
             let txn = self.db.begin_write()?;
             let out = f(&txn)?;
             txn.commit()?;
@@ -85,10 +83,10 @@ impl Store {
         })
     }
 
-    /// Like `write`, but the commit is not flushed: it becomes durable with the next durable
-    /// commit. For records that are only hints (the committed index).
+    /// Like `write`, but the commit is not flushed: it is visible at once and becomes durable
+    /// with the next durable commit.
     pub fn write_lazy(&self, f: impl FnOnce(&WriteTransaction) -> Result<(), StoreError>) -> Result<(), StoreError> {
-        tokio::task::block_in_place(|| {
+        blocking(|| {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(redb::Durability::None).map_err(StoreError::new)?;
             f(&txn)?;
@@ -99,6 +97,17 @@ impl Store {
 
     pub fn db(&self) -> &Database {
         &self.db
+    }
+}
+
+/// Runs blocking file I/O. On a tokio worker, `block_in_place` moves the runtime's other tasks
+/// off this thread meanwhile; elsewhere (the flusher thread) it just runs.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 

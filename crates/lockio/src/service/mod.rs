@@ -15,6 +15,7 @@ mod cluster;
 mod expiry;
 mod leases;
 mod members;
+mod proposer;
 mod queries;
 mod read_index;
 mod request;
@@ -24,7 +25,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lockio_core::{Applied, Command, DomainError, SessionId, UnixMillis};
-use openraft::error::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -76,6 +76,7 @@ struct Inner {
     raft: Raft,
     view: AppliedView,
     barrier: ReadBarrier,
+    proposer: proposer::Proposer,
     peers: PeerClient,
     signals: Signals,
     /// The leader's lease table. A std mutex: it is held only for map updates, never across
@@ -96,11 +97,13 @@ impl Service {
         events: EventLog,
     ) -> Service {
         let barrier = ReadBarrier::start(raft.clone(), config.request_timeout);
+        let proposer = proposer::Proposer::start(raft.clone());
         let inner = Inner {
             config,
             raft,
             view,
             barrier,
+            proposer,
             peers,
             signals,
             leases: Mutex::new(LeaseTable::default()),
@@ -257,6 +260,15 @@ impl Service {
                 // A session past its deadline is as good as expired, even if the expiry is not
                 // applied yet: never grant it a lock.
                 self.refuse_if_overdue(session_id)?;
+                // A try-lock that must fail changes nothing: answer it from a linearizable read
+                // (the read barrier) rather than a log write. It only looks likely to fail
+                // here; after the barrier the state is current and the answer exact.
+                if self.acquire_refusal(&session_id, &resource).is_some() {
+                    self.inner.barrier.confirm().await?;
+                    if let Some(refusal) = self.acquire_refusal(&session_id, &resource) {
+                        return Err(ServiceError::Domain(refusal));
+                    }
+                }
                 match self.propose_lock(Command::Acquire { session_id, resource, now: wall_now() }).await? {
                     Applied::Acquired { grant, fresh } => Ok(Reply::Acquired { grant, fresh }),
                     other => Err(unexpected(other)),
@@ -305,6 +317,10 @@ impl Service {
         }
     }
 
+    fn acquire_refusal(&self, session_id: &SessionId, resource: &lockio_core::Resource) -> Option<DomainError> {
+        self.inner.view.read().replica.locks.acquire_refusal(session_id, resource)
+    }
+
     fn refuse_if_overdue(&self, session_id: SessionId) -> Result<(), ServiceError> {
         let Some(term) = self.leader_term() else { return Ok(()) };
         let applied = self.inner.view.read();
@@ -320,48 +336,25 @@ impl Service {
         }
     }
 
-    /// Proposes a lock command and returns what it did, or why it was refused.
+    /// Proposes a lock command (batched with concurrent ones) and returns what it did, or why it
+    /// was refused.
     async fn propose_lock(&self, command: Command) -> Result<Applied, ServiceError> {
-        match self.propose(LogCommand::Lock(command)).await? {
-            LogOutcome::Lock(outcome) => outcome.map_err(ServiceError::Domain),
-            LogOutcome::Done => {
-                tracing::error!("a lock command applied without a lock outcome");
-                Err(ServiceError::Internal)
-            }
-        }
-    }
-
-    /// Appends a command to the log and waits until it is committed and applied here.
-    async fn propose(&self, command: LogCommand) -> Result<LogOutcome, ServiceError> {
-        let kind = command.kind();
+        let kind = command.name();
         let started = Instant::now();
-        let result = self.propose_unmetered(command).await;
+        let result = self.inner.proposer.propose(command).await;
         let label = match &result {
-            Ok(LogOutcome::Lock(Err(_))) => "refused",
-            Ok(_) => "applied",
+            Ok(Ok(_)) => "applied",
+            Ok(Err(_)) => "refused",
             Err(ServiceError::NotLeader { .. }) => "not_leader",
             Err(_) => "failed",
         };
         crate::metrics::proposal(kind, label, started.elapsed());
-        result
+        result?.map_err(ServiceError::Domain)
     }
 
-    async fn propose_unmetered(&self, command: LogCommand) -> Result<LogOutcome, ServiceError> {
-        match self.inner.raft.client_write(command).await {
-            Ok(response) => Ok(response.data),
-            // openraft answers ForwardToLeader when this node is not the leader, or when the
-            // entry was truncated away: either way it was not applied.
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ServiceError::NotLeader { leader: f.leader_id })
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                tracing::error!(error = %e, "membership error on a plain write");
-                Err(ServiceError::Internal)
-            }
-            Err(RaftError::Fatal(f)) => {
-                Err(ServiceError::Unavailable { reason: format!("raft stopped: {f}"), outcome_unknown: true })
-            }
-        }
+    /// Appends a command of its own to the log and waits until it is applied here.
+    async fn propose(&self, command: LogCommand) -> Result<LogOutcome, ServiceError> {
+        self.inner.raft.client_write(command).await.map(|r| r.data).map_err(proposer::write_error)
     }
 }
 

@@ -346,7 +346,6 @@ fn node_status(f: Fields<'_>) -> Result<NodeStatus, String> {
 
 /// A session the cluster just created.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct SessionCreated {
     pub session_id: SessionId,
     pub client_id: ClientId,
@@ -357,7 +356,6 @@ pub struct SessionCreated {
 
 /// A session as the cluster sees it.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct SessionInfo {
     pub session_id: SessionId,
     pub client_id: ClientId,
@@ -380,7 +378,6 @@ impl SessionInfo {
 
 /// A keepalive's acknowledgement.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct KeepaliveAck {
     pub session_id: SessionId,
     pub timeout: Duration,
@@ -389,7 +386,6 @@ pub struct KeepaliveAck {
 
 /// A lock held by a session, with its fence token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Grant {
     pub session_id: SessionId,
     pub resource: Resource,
@@ -400,14 +396,12 @@ pub struct Grant {
 
 /// Who holds a resource, if anyone.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct LockStatus {
     pub resource: Resource,
     pub holder: Option<LockHolder>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct LockHolder {
     pub session_id: SessionId,
     pub fence_token: FenceToken,
@@ -416,7 +410,6 @@ pub struct LockHolder {
 
 /// `GET /admin/stats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Stats {
     pub active_sessions: u64,
     /// Expired sessions still kept for inspection.
@@ -428,7 +421,6 @@ pub struct Stats {
 
 /// One node's view of the cluster (`GET /cluster/status`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct NodeStatus {
     pub node_id: u64,
     /// `LEADER`, `FOLLOWER`, `CANDIDATE` or `LEARNER`.
@@ -445,7 +437,6 @@ pub struct NodeStatus {
 
 /// A member of the cluster as one node lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Member {
     pub id: u64,
     pub raft: String,

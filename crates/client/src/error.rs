@@ -76,8 +76,12 @@ impl fmt::Display for Attempt {
 }
 
 fn unavailable(tried: &[Attempt], outcome_unknown: bool) -> String {
-    let list = tried.iter().map(Attempt::to_string).collect::<Vec<_>>().join(", ");
-    let mut text = format!("lock.io cluster unavailable: tried {list}");
+    let mut text = if tried.is_empty() {
+        "lock.io cluster unavailable: no endpoint could be tried in time".to_string()
+    } else {
+        let list = tried.iter().map(Attempt::to_string).collect::<Vec<_>>().join(", ");
+        format!("lock.io cluster unavailable: tried {list}")
+    };
     if outcome_unknown {
         text.push_str("; the operation may or may not have taken effect");
     }

@@ -133,7 +133,8 @@ impl Session {
             }
             if watch.changed().await.is_err() {
                 // Cannot happen while `self` holds the sender; wait on the deadline instead.
-                tokio::time::sleep_until(lock(&self.lease).deadline()).await;
+                let deadline = lock(&self.lease).deadline();
+                tokio::time::sleep_until(deadline).await;
             }
         }
     }

@@ -3,7 +3,7 @@
 //! is the leader. The only module that speaks HTTP.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -78,7 +78,14 @@ pub(crate) struct Transport {
     pub settings: Settings,
     /// Set while a leader lookup runs, so that a burst of calls starts only one.
     discovering: AtomicBool,
+    /// When the last leader lookup started: while the preference holds, at most one lookup per
+    /// `REDISCOVER` (the leader's address may match no configured endpoint). A std mutex,
+    /// never held across an await.
+    last_lookup: Mutex<Option<Instant>>,
 }
+
+/// How often to look for the leader again while the preferred endpoint keeps answering.
+const REDISCOVER: Duration = Duration::from_secs(5);
 
 impl Transport {
     pub fn new(endpoints: Endpoints, settings: Settings) -> Result<Transport, Error> {
@@ -89,7 +96,7 @@ impl Transport {
             .connect_timeout(settings.connect_timeout)
             .build()
             .map_err(|e| Error::InvalidInput { field: "client".into(), reason: e.to_string() })?;
-        Ok(Transport { http, endpoints, settings, discovering: AtomicBool::new(false) })
+        Ok(Transport { http, endpoints, settings, discovering: AtomicBool::new(false), last_lookup: Mutex::new(None) })
     }
 
     /// The default budget of a call: `retry_budget` from now.
@@ -113,8 +120,9 @@ impl Transport {
                 let endpoint = self.endpoints.get(index).authority.clone();
                 match self.attempt(self.endpoints.get(index), request, timeout).await {
                     Ok((status, body)) => {
-                        if self.endpoints.answered(index) || !self.endpoints.leader_known() {
-                            self.find_leader_in_background();
+                        let moved = self.endpoints.answered(index);
+                        if moved || !self.endpoints.leader_known() {
+                            self.find_leader_in_background(moved);
                         }
                         return Ok(Answer { status, body, endpoint, after_maybe_applied: maybe_applied });
                     }
@@ -186,10 +194,19 @@ impl Transport {
     }
 
     /// Asks the endpoints, in turn, which member leads and prefers the configured endpoint with
-    /// that member's HTTP address. Runs beside the calls, never in their way.
-    fn find_leader_in_background(self: &Arc<Self>) {
-        if self.discovering.swap(true, Ordering::AcqRel) {
-            return;
+    /// that member's HTTP address. Runs beside the calls, never in their way. Unless the
+    /// preference just `moved`, at most once per `REDISCOVER`.
+    fn find_leader_in_background(self: &Arc<Self>, moved: bool) {
+        {
+            let mut last = self.last_lookup.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if !moved && last.is_some_and(|at| now < at + REDISCOVER) {
+                return;
+            }
+            if self.discovering.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            *last = Some(now);
         }
         let transport = Arc::clone(self);
         tokio::spawn(async move {

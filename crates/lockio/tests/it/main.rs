@@ -2,8 +2,10 @@
 
 mod support;
 
+mod client;
 mod contract;
 mod cluster;
+mod ctl;
 mod durability;
 mod expiry;
 mod failover;

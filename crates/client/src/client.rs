@@ -19,6 +19,9 @@ use crate::Error;
 /// A lock.io cluster, reached through any of its endpoints.
 ///
 /// Cheap to clone (an `Arc`); clones share connections and what they learned about the leader.
+/// Those connections belong to the tokio runtime that opened them, so give each runtime its
+/// own `Client`: a clone used from a second runtime can hang on a connection whose first
+/// runtime is blocked or gone.
 /// Every call tries the preferred endpoint first (the leader, once known, else the last one
 /// that answered), then the others; calls that are safe to repeat are retried on 503 and
 /// connection errors with bounded backoff. A session create is never repeated when its outcome

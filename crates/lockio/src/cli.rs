@@ -164,6 +164,9 @@ pub enum LockCommand {
         session_id: SessionArg,
         /// The name of the thing to lock (1 to 255 bytes).
         resource: String,
+        /// Print only the fence token (for `TOKEN=$(lockio lock acquire -q ...)`).
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Release RESOURCE, held by SESSION_ID under --fence-token.
     Release {

@@ -96,7 +96,14 @@ async fn session(client: &Client, command: SessionCommand) -> Result<Option<Outp
 
 async fn lock(client: &Client, command: LockCommand) -> Result<Option<Output>, Error> {
     Ok(Some(match command {
-        LockCommand::Acquire { session_id, resource } => output::acquired(&client.acquire(session_id.0, &resource).await?),
+        LockCommand::Acquire { session_id, resource, quiet } => {
+            let grant = client.acquire(session_id.0, &resource).await?;
+            if quiet {
+                println!("{}", grant.fence_token);
+                return Ok(None);
+            }
+            output::acquired(&grant)
+        }
         LockCommand::Release { session_id, resource, fence_token } => {
             client.release(session_id.0, &resource, fence_token).await?;
             output::released(session_id.0, &resource, fence_token)

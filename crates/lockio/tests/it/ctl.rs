@@ -75,6 +75,7 @@ async fn every_command_prints_for_people_and_for_programs() {
     let script: Vec<(&str, Expect)> = vec![
         ("lock acquire {A} res-1", Expect::Out("acquired res-1 with fence token 1\n")),
         ("lock acquire {A} res-1", Expect::Out("already holds res-1 with fence token 1")),
+        ("lock acquire -q {A} res-1", Expect::Out("1\n")),
         ("lock acquire {B} res-1", Expect::Err("lockio: res-1 is held by client alice since ")),
         ("lock acquire {B} res-1", Expect::Err(" with fence token 1")),
         ("lock status res-1 --json", Expect::Json(json!({"locked": true, "client_id": "alice", "session_id": "{A}", "fence_token": 1, "acquired_at": "*"}))),

@@ -172,7 +172,7 @@ impl Client {
     }
 
     /// `GET /sessions/{id}`.
-    pub async fn session(&self, session_id: SessionId) -> Result<SessionInfo, Error> {
+    pub async fn session_info(&self, session_id: SessionId) -> Result<SessionInfo, Error> {
         let answer = self.send(Request::new(Method::GET, &["sessions", &session_id.to_string()], Safety::Repeatable)).await?;
         read(&answer, |f| {
             Ok(SessionInfo {

@@ -85,7 +85,7 @@ async fn session(client: &Client, command: SessionCommand) -> Result<Option<Outp
             }
             output::session_created(&created)
         }
-        SessionCommand::Get { session_id } => output::session(&client.session(session_id.0).await?, now),
+        SessionCommand::Get { session_id } => output::session(&client.session_info(session_id.0).await?, now),
         SessionCommand::Keepalive { session_id } => output::kept_alive(&client.keepalive(session_id.0).await?),
         SessionCommand::Delete { session_id } => {
             client.delete_session(session_id.0).await?;
@@ -112,7 +112,7 @@ async fn lock(client: &Client, command: LockCommand) -> Result<Option<Output>, E
             let status = client.lock_status(&resource).await?;
             // The holder's name is on its session; without it the answer is still useful.
             let client_id = match &status.holder {
-                Some(h) => client.session(h.session_id).await.ok().map(|s| s.client_id),
+                Some(h) => client.session_info(h.session_id).await.ok().map(|s| s.client_id),
                 None => None,
             };
             output::lock_status(&status, client_id.as_ref(), SystemTime::now())

@@ -49,7 +49,7 @@ async fn locks_are_typed_and_guards_release() {
     let kept = alice.lock("kept").await.unwrap();
     let id = alice.id();
     alice.close().await.unwrap();
-    assert!(matches!(client.session(id).await, Err(Error::SessionNotFound { .. })));
+    assert!(matches!(client.session_info(id).await, Err(Error::SessionNotFound { .. })));
     assert!(client.lock_status("kept").await.unwrap().holder.is_none());
     // Releasing a lock whose session is gone says so.
     assert!(matches!(kept.release().await, Err(Error::SessionNotFound { .. })));
@@ -73,7 +73,7 @@ async fn a_session_keeps_itself_alive_past_its_timeout_and_across_a_leader_kill(
         assert!(!states.borrow_and_update().is_expired(), "expired across the failover");
     }
     assert_eq!(session.state(), SessionState::Alive);
-    let info = client.session(session.id()).await.unwrap();
+    let info = client.session_info(session.id()).await.unwrap();
     assert!(!info.is_expired() && info.locks_held.iter().any(|r| r.as_str() == "beacon"), "{info:?}");
     guard.release().await.unwrap();
     session.close().await.unwrap();

@@ -333,3 +333,27 @@ async fn exec_gives_up_when_the_lock_stays_held_past_wait() {
     // The waiting run's session is gone.
     assert_eq!(client.stats().await.unwrap().active_sessions, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_deleted_under_exec_stops_its_command_even_one_that_ignores_sigterm() {
+    let cluster = Cluster::start(3).await;
+    let ep = endpoints(&cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("markers");
+    let f = file.display();
+    let script = format!(r#"trap '' TERM; echo "start $LOCKIO_SESSION_ID" >> {f}; for i in $(seq 600); do sleep 0.1; done; echo end >> {f}"#);
+    let exec = lockio(&ep, &["exec", "shared", "--timeout", "6", "--grace", "1", "--", "sh", "-c", &script]).stderr(Stdio::piped()).spawn().unwrap();
+    let session = wait_for_line(&file, "start").await[6..].to_string();
+    // Someone deletes the session (an operator, a cleanup script): the next keepalive hears so.
+    let (code, _, err) = run(&ep, &["session", "delete", &session]).await;
+    assert_eq!(code, 0, "{err}");
+    let deleted = Instant::now();
+    let (code, err) = finish(exec, Duration::from_secs(20)).await;
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains(&format!("lockio: lost the lock on shared: session {session} expired (the cluster expired it)")), "{err}");
+    assert!(err.contains("did not exit within 1s of SIGTERM; sending SIGKILL"), "{err}");
+    // Within a keepalive interval (2 s) and the grace period, well before the 6 s timeout
+    // would have ended it anyway.
+    assert!(deleted.elapsed() < Duration::from_millis(5500), "{:?}", deleted.elapsed());
+    assert!(!std::fs::read_to_string(&file).unwrap().contains("end"));
+}

@@ -1,18 +1,26 @@
 //! The command line (cli.md): `lockio serve` and `lockio dev`, with every flag also readable
-//! from a `LOCKIO_*` environment variable.
+//! from a `LOCKIO_*` environment variable, and the client commands (`status`, `session`,
+//! `lock`, `stats`, `cleanup`, `exec`) that `ctl` runs against a cluster.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use lockio_client::{FenceToken, SessionId};
 
 use crate::raft::NodeId;
 
 #[derive(Debug, Parser)]
 #[command(name = "lockio", version, about = "lock.io: a Chubby-style lock service on Raft")]
 pub struct Cli {
+    /// Client commands also take `--endpoints` and `--json` here, before the command
+    /// (`lockio --json stats`); the server commands ignore them.
+    #[command(flatten)]
+    pub connection: LeadingConnection,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -23,6 +31,233 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run a local cluster of child processes (3 nodes by default) for development.
     Dev(DevArgs),
+    /// Show the cluster's members: each node's role, term and log, as it reports itself.
+    Status(Connected<NoArgs>),
+    /// Create, inspect, keep alive or delete a session.
+    Session(Group<SessionCommand>),
+    /// Take, release or inspect a lock.
+    Lock(Group<LockCommand>),
+    /// Count sessions and locks; show the last fence token granted.
+    Stats(Connected<NoArgs>),
+    /// Remove expired sessions now (they are otherwise kept for an hour).
+    Cleanup(Connected<NoArgs>),
+    /// Run a command while holding a lock.
+    ///
+    /// Creates a session, takes the lock (retrying for up to --wait while it is held), runs CMD
+    /// with LOCKIO_FENCE_TOKEN, LOCKIO_SESSION_ID and LOCKIO_RESOURCE set while keeping the
+    /// session alive, passes SIGINT, SIGTERM and SIGHUP on to CMD, then releases the lock,
+    /// deletes the session and exits with CMD's status (128+N if signal N ended it).
+    ///
+    /// If the session is lost while CMD runs (no keepalive acknowledged within --timeout, or
+    /// the cluster expired it), CMD gets SIGTERM, then SIGKILL after --grace, and lockio exits
+    /// 125. Exits 1 if CMD never ran (lock held past --wait, cluster unavailable), 126/127 if
+    /// CMD cannot be run or found.
+    Exec(ExecArgs),
+}
+
+/// The three nodes `lockio dev` runs.
+pub const DEV_ENDPOINTS: &str = "127.0.0.1:5000,127.0.0.1:5001,127.0.0.1:5002";
+
+/// `--endpoints` and `--json` before the command. Not read from the environment here, so a
+/// flag given here wins over `LOCKIO_ENDPOINTS`.
+#[derive(Debug, Clone, Args)]
+pub struct LeadingConnection {
+    #[arg(long, value_delimiter = ',', hide = true)]
+    pub endpoints: Option<Vec<String>>,
+    #[arg(long, hide = true)]
+    pub json: bool,
+}
+
+/// Where the cluster is.
+#[derive(Debug, Clone, Args)]
+pub struct Endpoints {
+    /// The cluster's HTTP endpoints, comma-separated (host:port or http://host:port); tried in
+    /// turn, the leader's preferred. Default: the three `lockio dev` nodes,
+    /// 127.0.0.1:5000,127.0.0.1:5001,127.0.0.1:5002.
+    #[arg(long, env = "LOCKIO_ENDPOINTS", value_delimiter = ',', global = true)]
+    pub endpoints: Option<Vec<String>>,
+}
+
+/// How a client command reaches the cluster and prints.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    #[command(flatten)]
+    pub endpoints: Endpoints,
+
+    /// Print one JSON object (the HTTP API's field names) instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl Connection {
+    /// The endpoints to use, with a flag before the command first (it is never from the
+    /// environment), then this command's flag or `LOCKIO_ENDPOINTS`, then the dev cluster's.
+    pub fn endpoints(&self, leading: &LeadingConnection) -> Vec<String> {
+        let default = || DEV_ENDPOINTS.split(',').map(str::to_string).collect();
+        leading.endpoints.clone().or_else(|| self.endpoints.endpoints.clone()).unwrap_or_else(default)
+    }
+
+    pub fn json(&self, leading: &LeadingConnection) -> bool {
+        self.json || leading.json
+    }
+}
+
+/// A client command's own arguments, with the connection flags.
+#[derive(Debug, Clone, Args)]
+pub struct Connected<T: Args> {
+    #[command(flatten)]
+    pub connection: Connection,
+    #[command(flatten)]
+    pub command: T,
+}
+
+/// A group of client commands (`session ...`, `lock ...`), with the connection flags.
+#[derive(Debug, Clone, Args)]
+pub struct Group<T: Subcommand> {
+    #[command(flatten)]
+    pub connection: Connection,
+    #[command(subcommand)]
+    pub command: T,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NoArgs {}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SessionCommand {
+    /// Create a session. Nothing keeps it alive: send `lockio session keepalive` within its
+    /// timeout, or use `lockio exec`.
+    Create {
+        /// Who the session belongs to, as other clients will see it when they find a lock
+        /// held. Default: lockio-cli@HOST.
+        #[arg(long, default_value_t = default_client_id("lockio-cli", false), hide_default_value = true)]
+        client_id: String,
+        /// Seconds (5 to 3600) the session lives without a keepalive.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Print only the session id (for `SESSION=$(lockio session create -q)`).
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show a session: owner, timeout, time left, locks held.
+    Get {
+        /// The session's id, as `session create` printed it.
+        session_id: SessionArg,
+    },
+    /// Send one keepalive.
+    Keepalive {
+        /// The session's id, as `session create` printed it.
+        session_id: SessionArg,
+    },
+    /// Delete a session, releasing every lock it holds.
+    Delete {
+        /// The session's id, as `session create` printed it.
+        session_id: SessionArg,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum LockCommand {
+    /// Try to take RESOURCE for SESSION_ID (no waiting); prints the fence token.
+    Acquire {
+        /// The session that is to hold the lock.
+        session_id: SessionArg,
+        /// The name of the thing to lock (1 to 255 bytes).
+        resource: String,
+        /// Print only the fence token (for `TOKEN=$(lockio lock acquire -q ...)`).
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Release RESOURCE, held by SESSION_ID under --fence-token.
+    Release {
+        /// The session that holds the lock.
+        session_id: SessionArg,
+        /// The locked resource.
+        resource: String,
+        /// The token `lock acquire` printed: proof that this grant is the one released.
+        #[arg(long, value_parser = parse_fence_token)]
+        fence_token: FenceToken,
+    },
+    /// Who holds RESOURCE, since when, with which fence token.
+    Status {
+        /// The resource to look at.
+        resource: String,
+    },
+}
+
+/// `lockio exec`.
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub endpoints: Endpoints,
+
+    /// The resource to lock.
+    pub resource: String,
+
+    /// Session timeout in seconds (5 to 3600): how long the cluster keeps the lock if this
+    /// process stops sending keepalives (crashed, stopped, cut off).
+    #[arg(long, default_value_t = 15)]
+    pub timeout: u64,
+
+    /// How long to keep trying while another session holds the lock (e.g. 30, 2.5, 1m).
+    /// Default 0: one try.
+    #[arg(long, default_value = "0", value_parser = parse_secs)]
+    pub wait: Duration,
+
+    /// After the session is lost: how long CMD has between SIGTERM and SIGKILL.
+    #[arg(long, default_value = "5", value_parser = parse_secs)]
+    pub grace: Duration,
+
+    /// The session's client id, which others see while this run holds the lock. Default:
+    /// lockio-exec@HOST:PID.
+    #[arg(long, default_value_t = default_client_id("lockio-exec", true), hide_default_value = true)]
+    pub client_id: String,
+
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// A session id argument, checked before anything is sent.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionArg(pub SessionId);
+
+impl std::str::FromStr for SessionArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        SessionId::parse(s.trim()).map(SessionArg).ok_or_else(|| "not a session id (a UUID)".to_string())
+    }
+}
+
+fn parse_fence_token(raw: &str) -> Result<FenceToken, String> {
+    let n: u64 = raw.trim().parse().map_err(|_| "not a fence token (an integer of at least 1)".to_string())?;
+    FenceToken::new(n).map_err(|e| e.reason)
+}
+
+/// Seconds as a number (`30`, `2.5`) or a duration with a unit (`500ms`, `1m`).
+fn parse_secs(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    match raw.parse::<f64>() {
+        Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|_| format!("`{raw}` is not a number of seconds")),
+        Err(_) => humantime::parse_duration(raw).map_err(|_| format!("`{raw}` is not a number of seconds or a duration like 500ms")),
+    }
+}
+
+/// `PREFIX@HOST` or `PREFIX@HOST:PID`: who holds a lock, in a form a person can find.
+fn default_client_id(prefix: &str, with_pid: bool) -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    let host = if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "localhost".to_string()
+    };
+    if with_pid {
+        format!("{prefix}@{host}:{}", std::process::id())
+    } else {
+        format!("{prefix}@{host}")
+    }
 }
 
 /// `lockio serve`.
@@ -122,6 +357,51 @@ fn parse_peers(raw: &str) -> Result<Peers, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    /// (arguments, endpoints and json the command ends up with); LOCKIO_ENDPOINTS is unset in
+    /// unit tests.
+    #[test]
+    fn connection_flags_go_before_or_after_the_command() {
+        let dev: Vec<String> = DEV_ENDPOINTS.split(',').map(str::to_string).collect();
+        let table: Vec<(&[&str], Vec<String>, bool)> = vec![
+            (&["lockio", "stats"], dev.clone(), false),
+            (&["lockio", "--json", "stats"], dev.clone(), true),
+            (&["lockio", "stats", "--json", "--endpoints", "a:1,b:2"], vec!["a:1".into(), "b:2".into()], true),
+            (&["lockio", "--endpoints", "a:1", "session", "get", "b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d"], vec!["a:1".into()], false),
+            (&["lockio", "session", "--json", "get", "b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d", "--endpoints", "c:3"], vec!["c:3".into()], true),
+        ];
+        for (args, endpoints, json) in table {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let connection = match cli.command {
+                Command::Stats(c) => c.connection,
+                Command::Session(c) => c.connection,
+                other => panic!("{other:?}"),
+            };
+            let got = (connection.endpoints(&cli.connection), connection.json(&cli.connection));
+            assert_eq!(got, (endpoints, json), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_a_double_dash() {
+        let cli = Cli::try_parse_from(["lockio", "exec", "res", "--wait", "2.5", "--", "sh", "-c", "echo --wait"]).unwrap();
+        let Command::Exec(exec) = cli.command else { panic!() };
+        assert_eq!(exec.resource, "res");
+        assert_eq!(exec.wait, Duration::from_millis(2500));
+        assert_eq!(exec.command, ["sh", "-c", "echo --wait"]);
+        assert!(Cli::try_parse_from(["lockio", "exec", "res"]).is_err(), "CMD is required");
+        assert!(Cli::try_parse_from(["lockio", "exec", "res", "sh"]).is_err(), "CMD comes after --");
+        for bad in ["-1", "soon", "NaN"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_secs("1m"), Ok(Duration::from_secs(60)));
+    }
 
     #[test]
     fn peers_parse_and_refuse() {

@@ -1,6 +1,7 @@
 //! `lockio`: the lock.io server and its command line (cli.md).
 
 mod cli;
+mod ctl;
 mod dev;
 mod events;
 mod formation;
@@ -37,6 +38,7 @@ fn main() {
     let result = match cli.command {
         cli::Command::Serve(args) => run_async(node::run(args, shutdown_signal())),
         cli::Command::Dev(args) => dev::run(args),
+        client_command => std::process::exit(ctl::run(client_command, cli.connection)),
     };
     if let Err(e) = result {
         eprintln!("lockio: {e:#}");

@@ -2,9 +2,11 @@
 
 mod support;
 
+mod client;
 mod contract;
 mod dashboard;
 mod cluster;
+mod ctl;
 mod durability;
 mod expiry;
 mod failover;

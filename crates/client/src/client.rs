@@ -1,0 +1,522 @@
+//! `Client`: a handle on a cluster given as a list of endpoints, with one method per route of
+//! the HTTP contract (http-api.md), each returning domain values or an `Error`. Sessions with
+//! background keepalives are in `session`; this module makes single calls.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use lockio_core::{ClientId, FenceToken, Resource, SessionId, Timeout};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::endpoints::{Endpoint, Endpoints};
+use crate::retry::Safety;
+use crate::session::Session;
+use crate::time::{from_unix_secs, secs};
+use crate::transport::{Answer, Budget, Request, Settings, Transport};
+use crate::Error;
+
+/// A lock.io cluster, reached through any of its endpoints.
+///
+/// Cheap to clone (an `Arc`); clones share connections and what they learned about the leader.
+/// Those connections belong to the tokio runtime that opened them, so give each runtime its
+/// own `Client`: a clone used from a second runtime can hang on a connection whose first
+/// runtime is blocked or gone.
+/// Every call tries the preferred endpoint first (the leader, once known, else the last one
+/// that answered), then the others; calls that are safe to repeat are retried on 503 and
+/// connection errors with bounded backoff. A session create is never repeated when its outcome
+/// is unknown.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), lockio_client::Error> {
+/// use lockio_client::Client;
+///
+/// let client = Client::new(["127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002"])?;
+/// let stats = client.stats().await?;
+/// println!("{} active sessions, {} locks held", stats.active_sessions, stats.total_locks);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    transport: Arc<Transport>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("endpoints", &self.endpoints()).finish()
+    }
+}
+
+/// Builds a [`Client`] with other than the default timeouts.
+///
+/// ```
+/// use std::time::Duration;
+/// use lockio_client::Client;
+///
+/// let client = Client::builder(["127.0.0.1:5000", "127.0.0.1:5001"])
+///     .retry_budget(Duration::from_secs(5))
+///     .build()
+///     .unwrap();
+/// assert_eq!(client.endpoints(), ["127.0.0.1:5000", "127.0.0.1:5001"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    endpoints: Vec<String>,
+    settings: Settings,
+}
+
+impl ClientBuilder {
+    /// How long one HTTP request may take. Default 10 s: longer than a node's own request
+    /// deadline (5 s by default), so that a node without a quorum answers 503 before the
+    /// client gives up on it.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.request_timeout = timeout;
+        self
+    }
+
+    /// How long opening a connection may take before the next endpoint is tried. Default 2 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one call may keep retrying across endpoints before it fails with
+    /// [`Error::Unavailable`]. Default 20 s.
+    pub fn retry_budget(mut self, budget: Duration) -> Self {
+        self.settings.retry_budget = budget;
+        self
+    }
+
+    /// How many rounds over all endpoints one call may make (backing off 250 ms, 500 ms, 1 s,
+    /// 2 s, 2 s, ... between rounds). Default 4; at least 1.
+    pub fn rounds(mut self, rounds: u32) -> Self {
+        self.settings.rounds = rounds.max(1);
+        self
+    }
+
+    /// Checks the endpoints (`host:port` or `http://host:port`) and makes the client. Makes no
+    /// request.
+    pub fn build(self) -> Result<Client, Error> {
+        let endpoints = Endpoints::parse(&self.endpoints)?;
+        Ok(Client { transport: Arc::new(Transport::new(endpoints, self.settings)?) })
+    }
+}
+
+impl Client {
+    /// A client with the default timeouts; see [`ClientBuilder`].
+    pub fn new<I, S>(endpoints: I) -> Result<Client, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Client::builder(endpoints).build()
+    }
+
+    pub fn builder<I, S>(endpoints: I) -> ClientBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        ClientBuilder {
+            endpoints: endpoints.into_iter().map(|s| s.as_ref().to_string()).collect(),
+            settings: Settings {
+                request_timeout: Duration::from_secs(10),
+                connect_timeout: Duration::from_secs(2),
+                retry_budget: Duration::from_secs(20),
+                rounds: 4,
+            },
+        }
+    }
+
+    /// The endpoints as `host:port`, in the order given.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.transport.endpoints.all().iter().map(|e| e.authority.clone()).collect()
+    }
+
+    /// Opens a session that keeps itself alive in the background; see [`Session`].
+    ///
+    /// `timeout` is whole seconds from 5 to 3600: how long the cluster keeps the session (and
+    /// its locks) without hearing a keepalive.
+    pub async fn open_session(&self, client_id: &str, timeout: Duration) -> Result<Session, Error> {
+        Session::open(self.clone(), client_id, timeout).await
+    }
+
+    pub(crate) fn transport(&self) -> &Arc<Transport> {
+        &self.transport
+    }
+
+    async fn send(&self, request: Request) -> Result<Answer, Error> {
+        self.transport.send(&request, self.transport.budget()).await?.into_result()
+    }
+
+    pub(crate) async fn send_within(&self, request: Request, budget: Budget) -> Result<Answer, Error> {
+        self.transport.send(&request, budget).await?.into_result()
+    }
+
+    /// `POST /sessions`: creates a session, with no keepalives sent for it. Never repeated once
+    /// it may have reached the cluster (a repeat would create a second session).
+    pub async fn create_session(&self, client_id: &str, timeout: Duration) -> Result<SessionCreated, Error> {
+        let client_id = ClientId::new(client_id).map_err(invalid)?;
+        let timeout = timeout_secs(timeout)?;
+        let mut request = Request::new(Method::POST, &["sessions"], Safety::AtMostOnce);
+        request.body = Some(json!({"client_id": client_id.as_str(), "timeout": timeout.secs()}));
+        let answer = self.send(request).await?;
+        read(&answer, |f| {
+            Ok(SessionCreated {
+                session_id: f.session_id("session_id")?,
+                client_id: f.client_id("client_id")?,
+                timeout: Duration::from_secs(f.u64("timeout")?),
+                keepalive_interval: Duration::from_secs(f.u64("keepalive_interval")?),
+            })
+        })
+    }
+
+    /// `GET /sessions/{id}`.
+    pub async fn session_info(&self, session_id: SessionId) -> Result<SessionInfo, Error> {
+        let answer = self.send(Request::new(Method::GET, &["sessions", &session_id.to_string()], Safety::Repeatable)).await?;
+        read(&answer, |f| {
+            Ok(SessionInfo {
+                session_id: f.session_id("session_id")?,
+                client_id: f.client_id("client_id")?,
+                created_at: f.time("created_at")?,
+                last_keepalive: f.time("last_keepalive")?,
+                timeout: Duration::from_secs(f.u64("timeout")?),
+                keepalive_interval: Duration::from_secs(f.u64("keepalive_interval")?),
+                locks_held: f.resources("locks_held")?,
+                expires_in: f.secs("expires_in")?,
+                expired_at: if f.0["expired_at"].is_null() { None } else { Some(f.time("expired_at")?) },
+            })
+        })
+    }
+
+    /// `POST /sessions/{id}/keepalive`: one keepalive (a [`Session`] sends them by itself).
+    pub async fn keepalive(&self, session_id: SessionId) -> Result<KeepaliveAck, Error> {
+        self.keepalive_within(session_id, self.transport.budget()).await
+    }
+
+    pub(crate) async fn keepalive_within(&self, session_id: SessionId, budget: Budget) -> Result<KeepaliveAck, Error> {
+        let request = Request::new(Method::POST, &["sessions", &session_id.to_string(), "keepalive"], Safety::Repeatable);
+        let answer = self.send_within(request, budget).await?;
+        read(&answer, |f| {
+            Ok(KeepaliveAck {
+                session_id: f.session_id("session_id")?,
+                timeout: Duration::from_secs(f.u64("timeout")?),
+                expires_in: f.secs("expires_in")?,
+            })
+        })
+    }
+
+    /// `DELETE /sessions/{id}`: ends the session and releases its locks. If an earlier attempt
+    /// may have been applied and the cluster then says the session does not exist, that is the
+    /// state asked for, so it is `Ok`.
+    pub async fn delete_session(&self, session_id: SessionId) -> Result<(), Error> {
+        let request = Request::new(Method::DELETE, &["sessions", &session_id.to_string()], Safety::Repeatable);
+        let answer = self.transport.send(&request, self.transport.budget()).await?;
+        let repeated = answer.after_maybe_applied;
+        match answer.into_result() {
+            Ok(_) => Ok(()),
+            Err(Error::SessionNotFound { .. }) if repeated => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /sessions/{id}/locks`: the resources the session holds.
+    pub async fn session_locks(&self, session_id: SessionId) -> Result<Vec<Resource>, Error> {
+        let request = Request::new(Method::GET, &["sessions", &session_id.to_string(), "locks"], Safety::Repeatable);
+        let answer = self.send(request).await?;
+        read(&answer, |f| f.resources("locks"))
+    }
+
+    /// `POST /sessions/{id}/locks/{resource}`: try-lock. `Ok` with the grant (a new one, or the
+    /// one this session already has); [`Error::LockHeld`] names the holder. Safe to repeat.
+    pub async fn acquire(&self, session_id: SessionId, resource: &str) -> Result<Grant, Error> {
+        let resource = Resource::new(resource).map_err(invalid)?;
+        let request = Request::new(
+            Method::POST,
+            &["sessions", &session_id.to_string(), "locks", resource.as_str()],
+            Safety::Repeatable,
+        );
+        let answer = self.send(request).await?;
+        let newly_granted = answer.status == StatusCode::CREATED;
+        read(&answer, |f| {
+            Ok(Grant {
+                session_id: f.session_id("session_id")?,
+                resource: f.resource("resource")?,
+                fence_token: f.token("fence_token")?,
+                newly_granted,
+            })
+        })
+    }
+
+    /// `DELETE /sessions/{id}/locks/{resource}` with the grant's token. If an earlier attempt
+    /// may have been applied and the cluster then says the lock is not held, it is `Ok`.
+    pub async fn release(&self, session_id: SessionId, resource: &str, fence_token: FenceToken) -> Result<(), Error> {
+        let resource = Resource::new(resource).map_err(invalid)?;
+        let mut request = Request::new(
+            Method::DELETE,
+            &["sessions", &session_id.to_string(), "locks", resource.as_str()],
+            Safety::Repeatable,
+        );
+        request.query.push(("fence_token", fence_token.0.to_string()));
+        let answer = self.transport.send(&request, self.transport.budget()).await?;
+        let repeated = answer.after_maybe_applied;
+        match answer.into_result() {
+            Ok(_) => Ok(()),
+            Err(Error::LockNotHeld { .. }) if repeated => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /admin/locks/{resource}`: who holds it, if anyone.
+    pub async fn lock_status(&self, resource: &str) -> Result<LockStatus, Error> {
+        let resource = Resource::new(resource).map_err(invalid)?;
+        let answer = self.send(Request::new(Method::GET, &["admin", "locks", resource.as_str()], Safety::Repeatable)).await?;
+        read(&answer, |f| {
+            let holder = if f.bool("locked")? {
+                Some(LockHolder {
+                    session_id: f.session_id("session_id")?,
+                    fence_token: f.token("fence_token")?,
+                    acquired_at: f.time("acquired_at")?,
+                })
+            } else {
+                None
+            };
+            Ok(LockStatus { resource: f.resource("resource")?, holder })
+        })
+    }
+
+    /// `GET /admin/stats`.
+    pub async fn stats(&self) -> Result<Stats, Error> {
+        let answer = self.send(Request::new(Method::GET, &["admin", "stats"], Safety::Repeatable)).await?;
+        read(&answer, |f| {
+            Ok(Stats {
+                active_sessions: f.u64("active_sessions")?,
+                expired_sessions: f.u64("expired_sessions")?,
+                total_locks: f.u64("total_locks")?,
+                fence_counter: f.u64("fence_counter")?,
+            })
+        })
+    }
+
+    /// `POST /admin/cleanup`: removes expired sessions now; returns how many.
+    pub async fn cleanup(&self) -> Result<u64, Error> {
+        let answer = self.send(Request::new(Method::POST, &["admin", "cleanup"], Safety::Repeatable)).await?;
+        read(&answer, |f| f.u64("count"))
+    }
+
+    /// `GET /cluster/status` from whichever endpoint answers first.
+    pub async fn cluster_status(&self) -> Result<NodeStatus, Error> {
+        let answer = self.send(Request::new(Method::GET, &["cluster", "status"], Safety::Repeatable)).await?;
+        read(&answer, node_status)
+    }
+
+    /// `GET /cluster/status` from the node at `address` (`host:port`, need not be one of the
+    /// endpoints): one attempt, no retry, so a dead node shows up as [`Error::Unavailable`].
+    pub async fn node_status(&self, address: &str) -> Result<NodeStatus, Error> {
+        let endpoint = Endpoint::parse(address)?;
+        let answer = self.transport.send_once(&endpoint, &Request::new(Method::GET, &["cluster", "status"], Safety::Repeatable)).await?;
+        read(&answer.into_result()?, node_status)
+    }
+}
+
+fn node_status(f: Fields<'_>) -> Result<NodeStatus, String> {
+    let members = f.0["members"].as_array().ok_or("members is not a list")?;
+    let members = members
+        .iter()
+        .map(|m| {
+            let m = Fields(m);
+            Ok(Member {
+                id: m.u64("id")?,
+                raft: m.str("raft")?.to_string(),
+                http: m.0["http"].as_str().map(str::to_string),
+                matched_index: m.0["matched_index"].as_u64(),
+                lag: m.0["lag"].as_u64(),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(NodeStatus {
+        node_id: f.u64("node_id")?,
+        state: f.str("state")?.to_string(),
+        leader_id: f.0["leader_id"].as_u64(),
+        term: f.u64("term")?,
+        is_ready: f.bool("is_ready")?,
+        commit_index: f.u64("commit_index")?,
+        applied_index: f.u64("applied_index")?,
+        uptime: Duration::from_secs(f.u64("uptime")?),
+        members,
+    })
+}
+
+/// A session the cluster just created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCreated {
+    pub session_id: SessionId,
+    pub client_id: ClientId,
+    pub timeout: Duration,
+    /// How often to send a keepalive: a third of the timeout.
+    pub keepalive_interval: Duration,
+}
+
+/// A session as the cluster sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInfo {
+    pub session_id: SessionId,
+    pub client_id: ClientId,
+    pub created_at: SystemTime,
+    pub last_keepalive: SystemTime,
+    pub timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub locks_held: Vec<Resource>,
+    /// Time left before the session expires without a keepalive (zero once expired).
+    pub expires_in: Duration,
+    /// When it expired; `None` while it is alive.
+    pub expired_at: Option<SystemTime>,
+}
+
+impl SessionInfo {
+    pub fn is_expired(&self) -> bool {
+        self.expired_at.is_some()
+    }
+}
+
+/// A keepalive's acknowledgement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeepaliveAck {
+    pub session_id: SessionId,
+    pub timeout: Duration,
+    pub expires_in: Duration,
+}
+
+/// A lock held by a session, with its fence token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub session_id: SessionId,
+    pub resource: Resource,
+    pub fence_token: FenceToken,
+    /// `false` when the session already held the lock (the cluster answered 200, not 201).
+    pub newly_granted: bool,
+}
+
+/// Who holds a resource, if anyone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockStatus {
+    pub resource: Resource,
+    pub holder: Option<LockHolder>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockHolder {
+    pub session_id: SessionId,
+    pub fence_token: FenceToken,
+    pub acquired_at: SystemTime,
+}
+
+/// `GET /admin/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub active_sessions: u64,
+    /// Expired sessions still kept for inspection.
+    pub expired_sessions: u64,
+    pub total_locks: u64,
+    /// The last fence token granted (0 before the first grant).
+    pub fence_counter: u64,
+}
+
+/// One node's view of the cluster (`GET /cluster/status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub node_id: u64,
+    /// `LEADER`, `FOLLOWER`, `CANDIDATE` or `LEARNER`.
+    pub state: String,
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    /// A follower that hears from the leader, or a leader that hears from a majority.
+    pub is_ready: bool,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub uptime: Duration,
+    pub members: Vec<Member>,
+}
+
+/// A member of the cluster as one node lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    pub raft: String,
+    /// Its advertised HTTP address (`host:port`); `None` until the cluster learned it.
+    pub http: Option<String>,
+    /// Only in the leader's view: the last log index known to be on the member, and how far
+    /// behind the leader it is.
+    pub matched_index: Option<u64>,
+    pub lag: Option<u64>,
+}
+
+fn invalid(v: lockio_core::InvalidValue) -> Error {
+    Error::InvalidInput { field: v.field, reason: v.reason }
+}
+
+fn timeout_secs(timeout: Duration) -> Result<Timeout, Error> {
+    if timeout.subsec_nanos() != 0 {
+        return Err(Error::InvalidInput { field: "timeout".into(), reason: "must be whole seconds".into() });
+    }
+    Timeout::from_secs(timeout.as_secs()).map_err(invalid)
+}
+
+/// A success body, read field by field; a missing or malformed field is a protocol error.
+#[derive(Clone, Copy)]
+struct Fields<'a>(&'a Value);
+
+impl Fields<'_> {
+    fn str(&self, key: &str) -> Result<&str, String> {
+        self.0[key].as_str().ok_or_else(|| format!("{key} is not a string"))
+    }
+    fn u64(&self, key: &str) -> Result<u64, String> {
+        self.0[key].as_u64().ok_or_else(|| format!("{key} is not a non-negative integer"))
+    }
+    fn bool(&self, key: &str) -> Result<bool, String> {
+        self.0[key].as_bool().ok_or_else(|| format!("{key} is not a boolean"))
+    }
+    fn time(&self, key: &str) -> Result<SystemTime, String> {
+        self.0[key].as_f64().and_then(from_unix_secs).ok_or_else(|| format!("{key} is not a Unix time"))
+    }
+    fn secs(&self, key: &str) -> Result<Duration, String> {
+        self.0[key].as_f64().and_then(secs).ok_or_else(|| format!("{key} is not a number of seconds"))
+    }
+    fn session_id(&self, key: &str) -> Result<SessionId, String> {
+        SessionId::parse(self.str(key)?).ok_or_else(|| format!("{key} is not a session id"))
+    }
+    fn client_id(&self, key: &str) -> Result<ClientId, String> {
+        ClientId::new(self.str(key)?).map_err(|e| e.to_string())
+    }
+    fn resource(&self, key: &str) -> Result<Resource, String> {
+        Resource::new(self.str(key)?).map_err(|e| e.to_string())
+    }
+    fn token(&self, key: &str) -> Result<FenceToken, String> {
+        FenceToken::new(self.u64(key)?).map_err(|e| e.to_string())
+    }
+    fn resources(&self, key: &str) -> Result<Vec<Resource>, String> {
+        let list = self.0[key].as_array().ok_or_else(|| format!("{key} is not a list"))?;
+        list.iter().map(|v| Resource::new(v.as_str().unwrap_or_default()).map_err(|e| e.to_string())).collect()
+    }
+}
+
+/// Reads a success answer's body with `parse`.
+fn read<T>(answer: &Answer, parse: impl FnOnce(Fields<'_>) -> Result<T, String>) -> Result<T, Error> {
+    parse(Fields(&answer.body))
+        .map_err(|detail| Error::Unexpected { endpoint: answer.endpoint.clone(), detail: format!("{detail} in {}", answer.body) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_timeouts_are_checked_before_sending() {
+        let table = [(5, true), (3600, true), (4, false), (3601, false)];
+        for (s, ok) in table {
+            assert_eq!(timeout_secs(Duration::from_secs(s)).is_ok(), ok, "{s}");
+        }
+        let e = timeout_secs(Duration::from_millis(5500)).unwrap_err();
+        assert_eq!(e.to_string(), "invalid timeout: must be whole seconds");
+    }
+}

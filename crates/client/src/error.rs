@@ -1,0 +1,203 @@
+//! `Error`: everything a lock.io call can fail with, named for what the caller can do about it,
+//! and the one place that turns the server's error JSON (http-api.md, "Errors") into it.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use lockio_core::{ClientId, FenceToken, Resource, SessionId};
+use serde_json::Value;
+
+use crate::time::{format_time, from_unix_secs};
+
+/// Why a call failed.
+///
+/// Every variant displays as one sentence a person can act on, e.g.
+/// `orders is held by client billing-7 since 2026-11-26T23:38:25Z with fence token 41`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another session holds the lock (acquire is a try-lock). Try again later.
+    #[error("{resource} is held by client {holder_client_id} since {} with fence token {holder_fence_token}", format_time(*.held_since))]
+    LockHeld { resource: Resource, holder_client_id: ClientId, holder_fence_token: FenceToken, held_since: SystemTime },
+
+    /// The session expired: the cluster released its locks. Stop the work they protected and
+    /// open a new session.
+    #[error("session {session_id} has expired and its locks were released")]
+    SessionExpired { session_id: SessionId },
+
+    /// No such session: never created, deleted, or cleaned up after it expired.
+    #[error("session {session_id} does not exist")]
+    SessionNotFound { session_id: SessionId },
+
+    /// Release: this session does not hold the resource (any more).
+    #[error("session {session_id} does not hold {resource}")]
+    LockNotHeld { session_id: SessionId, resource: Resource },
+
+    /// Release: this session holds the resource under another token than the one presented.
+    #[error("session {session_id} holds {resource} under fence token {held}, not {presented}")]
+    FenceTokenMismatch { session_id: SessionId, resource: Resource, held: FenceToken, presented: FenceToken },
+
+    /// `Session::lock` on a resource a live `LockGuard` of the same session already holds:
+    /// dropping either guard would release the lock under the other.
+    #[error("this session already holds {resource} through another LockGuard")]
+    AlreadyLocked { resource: Resource },
+
+    /// A value was refused, by this client before sending or by the server (400); `field`
+    /// names it (`client_id`, `timeout`, `resource`, `fence_token`, `session_id`, `endpoints`).
+    #[error("invalid {field}: {reason}")]
+    InvalidInput { field: String, reason: String },
+
+    /// No endpoint gave a usable answer within the retry budget: unreachable, or 503 because
+    /// the cluster has no leader or no quorum. `tried` lists each endpoint with its last
+    /// failure. When `outcome_unknown`, a write may still have taken effect (the client does
+    /// not retry a session create in that case).
+    #[error("{}", unavailable(tried, *.outcome_unknown))]
+    Unavailable { tried: Vec<Attempt>, outcome_unknown: bool },
+
+    /// The server answered something this client does not understand: a bug or a version
+    /// mismatch between client and server.
+    #[error("unexpected answer from {endpoint}: {detail}")]
+    Unexpected { endpoint: String, detail: String },
+}
+
+/// One endpoint's last failure, as listed by [`Error::Unavailable`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// `host:port`.
+    pub endpoint: String,
+    /// What went wrong there, e.g. `connection refused`.
+    pub failure: String,
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.endpoint, self.failure)
+    }
+}
+
+fn unavailable(tried: &[Attempt], outcome_unknown: bool) -> String {
+    let mut text = if tried.is_empty() {
+        "lock.io cluster unavailable: no endpoint could be tried in time".to_string()
+    } else {
+        let list = tried.iter().map(Attempt::to_string).collect::<Vec<_>>().join(", ");
+        format!("lock.io cluster unavailable: tried {list}")
+    };
+    if outcome_unknown {
+        text.push_str("; the operation may or may not have taken effect");
+    }
+    text
+}
+
+/// The error a server's error answer means. `endpoint` is who answered, for `Unexpected`.
+pub(crate) fn from_answer(endpoint: &str, status: u16, body: &Value) -> Error {
+    let code = body["code"].as_str().unwrap_or("");
+    let message = body["error"].as_str().unwrap_or("");
+    let parsed = match code {
+        "LOCK_HELD" => (|| {
+            Some(Error::LockHeld {
+                resource: resource(body, "resource")?,
+                holder_client_id: ClientId::new(body["holder_client_id"].as_str()?).ok()?,
+                holder_fence_token: token(body, "holder_fence_token")?,
+                held_since: from_unix_secs(body["held_since"].as_f64()?)?,
+            })
+        })(),
+        "SESSION_EXPIRED" => session_id(body).map(|session_id| Error::SessionExpired { session_id }),
+        "SESSION_NOT_FOUND" => session_id(body).map(|session_id| Error::SessionNotFound { session_id }),
+        "LOCK_NOT_HELD" => (|| Some(Error::LockNotHeld { session_id: session_id(body)?, resource: resource(body, "resource")? }))(),
+        "FENCE_TOKEN_MISMATCH" => (|| {
+            Some(Error::FenceTokenMismatch {
+                session_id: session_id(body)?,
+                resource: resource(body, "resource")?,
+                held: token(body, "held_fence_token")?,
+                presented: token(body, "fence_token")?,
+            })
+        })(),
+        "INVALID_REQUEST" => Some(Error::InvalidInput {
+            field: body["field"].as_str().unwrap_or("request").to_string(),
+            reason: message.to_string(),
+        }),
+        _ => None,
+    };
+    parsed.unwrap_or_else(|| {
+        let detail = if code.is_empty() {
+            format!("status {status} without a lock.io error body")
+        } else {
+            format!("{status} {code}: {message}")
+        };
+        Error::Unexpected { endpoint: endpoint.to_string(), detail }
+    })
+}
+
+fn session_id(body: &Value) -> Option<SessionId> {
+    SessionId::parse(body["session_id"].as_str()?)
+}
+
+fn resource(body: &Value, key: &str) -> Option<Resource> {
+    Resource::new(body[key].as_str()?).ok()
+}
+
+fn token(body: &Value, key: &str) -> Option<FenceToken> {
+    FenceToken::new(body[key].as_u64()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const S: &str = "b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d";
+
+    /// Every error answer of http-api.md this client gives meaning to, and its one-line text.
+    #[test]
+    fn error_answers_map_to_errors() {
+        let table = [
+            (
+                409,
+                json!({"acquired": false, "code": "LOCK_HELD", "error": "…", "held_since": 1795736305.768,
+                       "holder_client_id": "test-client-1", "holder_fence_token": 1, "resource": "resource-1"}),
+                "resource-1 is held by client test-client-1 since 2026-11-26T23:38:25Z with fence token 1",
+            ),
+            (410, json!({"code": "SESSION_EXPIRED", "error": "…", "session_id": S}), "session b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d has expired and its locks were released"),
+            (404, json!({"code": "SESSION_NOT_FOUND", "error": "…", "session_id": S}), "session b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d does not exist"),
+            (
+                404,
+                json!({"code": "LOCK_NOT_HELD", "error": "…", "released": false, "resource": "r", "session_id": S}),
+                "session b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d does not hold r",
+            ),
+            (
+                409,
+                json!({"code": "FENCE_TOKEN_MISMATCH", "error": "…", "fence_token": 2, "held_fence_token": 3, "resource": "r", "session_id": S}),
+                "session b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d holds r under fence token 3, not 2",
+            ),
+            (
+                400,
+                json!({"code": "INVALID_REQUEST", "error": "timeout must be an integer from 5 to 3600 (seconds)", "field": "timeout"}),
+                "invalid timeout: timeout must be an integer from 5 to 3600 (seconds)",
+            ),
+            (500, json!({"code": "INTERNAL", "error": "Internal error"}), "unexpected answer from n:1: 500 INTERNAL: Internal error"),
+            (404, json!({"code": "NOT_FOUND", "error": "No such route"}), "unexpected answer from n:1: 404 NOT_FOUND: No such route"),
+            (502, Value::Null, "unexpected answer from n:1: status 502 without a lock.io error body"),
+            // A known code with a body missing its fields is not trusted.
+            (409, json!({"code": "LOCK_HELD", "error": "held"}), "unexpected answer from n:1: 409 LOCK_HELD: held"),
+        ];
+        for (status, body, text) in table {
+            let error = from_answer("n:1", status, &body);
+            assert_eq!(error.to_string(), text, "{body}");
+        }
+    }
+
+    #[test]
+    fn unavailable_names_every_endpoint_tried() {
+        let tried = vec![
+            Attempt { endpoint: "127.0.0.1:5000".into(), failure: "connection refused".into() },
+            Attempt { endpoint: "127.0.0.1:5001".into(), failure: "503: no leader is known".into() },
+        ];
+        let e = Error::Unavailable { tried: tried.clone(), outcome_unknown: false };
+        assert_eq!(
+            e.to_string(),
+            "lock.io cluster unavailable: tried 127.0.0.1:5000 (connection refused), 127.0.0.1:5001 (503: no leader is known)"
+        );
+        let e = Error::Unavailable { tried, outcome_unknown: true };
+        assert!(e.to_string().ends_with("; the operation may or may not have taken effect"));
+    }
+}

@@ -1,0 +1,67 @@
+//! The lock.io client: sessions kept alive in the background, try-locks with fence tokens, and
+//! failover across a cluster's endpoints, over the HTTP API (docs/http-api.md).
+//!
+//! This crate compiles none of the server: no openraft, axum or redb in its dependency tree
+//! (`.ci/run` checks). It shares only `lockio-core`'s value types (`SessionId`, `Resource`,
+//! `FenceToken`, `ClientId`) and their validation rules, so that a bad value is refused before
+//! it is sent.
+//!
+//! - [`Client`]: the cluster, as a list of endpoints. One method per route; the leader's
+//!   endpoint is preferred once known; calls that are safe to repeat are retried on 503 and
+//!   connection errors with bounded backoff, and a session create never is when its outcome is
+//!   unknown.
+//! - [`Session`]: a session that sends its own keepalives and says whether it is
+//!   [alive, in jeopardy or expired](SessionState); closed, or dropped, it is deleted.
+//! - [`LockGuard`]: a held lock and its [`FenceToken`]; released explicitly or on drop.
+//! - [`Error`]: why a call failed, one variant per thing the caller can do about it.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lockio_client::{Client, Error};
+//!
+//! # async fn demo() -> Result<(), Error> {
+//! let client = Client::new(["127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002"])?;
+//! let session = client.open_session("invoice-worker-1", Duration::from_secs(30)).await?;
+//! match session.lock("invoices").await {
+//!     Ok(guard) => {
+//!         // Hand the token to what the lock protects; it refuses lower tokens.
+//!         println!("holding invoices with fence token {}", guard.fence_token());
+//!         guard.release().await?;
+//!     }
+//!     Err(Error::LockHeld { holder_client_id, holder_fence_token, .. }) => {
+//!         println!("{holder_client_id} has it (token {holder_fence_token}); try later");
+//!     }
+//!     Err(e) => return Err(e),
+//! }
+//! session.close().await
+//! # }
+//! ```
+//!
+//! Every error reads as one sentence a person can act on:
+//!
+//! ```
+//! use lockio_client::Client;
+//!
+//! let e = Client::new(["https://lock-1:5000"]).unwrap_err();
+//! assert_eq!(e.to_string(), "invalid endpoints: `https://lock-1:5000` must be http:// (lock.io has no TLS)");
+//! ```
+//!
+//! Left out for now: blocking acquire (the server has no wait queue; retry `lock` with a
+//! backoff, as `lockio exec --wait` does), watches, TLS and authentication.
+
+mod client;
+mod endpoints;
+mod error;
+mod lease;
+mod lock;
+mod retry;
+mod session;
+mod time;
+mod transport;
+
+pub use client::{Client, ClientBuilder, Grant, KeepaliveAck, LockHolder, LockStatus, Member, NodeStatus, SessionCreated, SessionInfo, Stats};
+pub use error::{Attempt, Error};
+pub use lease::{Expiry, SessionState};
+pub use lock::LockGuard;
+pub use lockio_core::{ClientId, FenceToken, Resource, SessionId};
+pub use session::Session;

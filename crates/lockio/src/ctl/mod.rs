@@ -1,0 +1,158 @@
+//! The client commands of `lockio` (`status`, `session`, `lock`, `stats`, `cleanup`, `exec`):
+//! each makes a few `lockio-client` calls and prints through `output`. An error is one line on
+//! stderr and exit status 1. Knows nothing of the server's insides: it is a client like any other.
+
+mod exec;
+mod output;
+
+use std::time::SystemTime;
+
+use lockio_client::{Client, Error};
+use tokio::task::JoinSet;
+
+use crate::cli::{Command, Connection, LeadingConnection, LockCommand, SessionCommand};
+use output::{MemberRow, Output};
+
+/// What to do, once the connection flags are set aside.
+enum Action {
+    Status,
+    Session(SessionCommand),
+    Lock(LockCommand),
+    Stats,
+    Cleanup,
+    Exec(crate::cli::ExecArgs),
+}
+
+/// Runs a client command; returns the process's exit status.
+pub fn run(command: Command, leading: LeadingConnection) -> i32 {
+    let (connection, action): (Connection, Action) = match command {
+        Command::Status(c) => (c.connection, Action::Status),
+        Command::Session(c) => (c.connection, Action::Session(c.command)),
+        Command::Lock(c) => (c.connection, Action::Lock(c.command)),
+        Command::Stats(c) => (c.connection, Action::Stats),
+        Command::Cleanup(c) => (c.connection, Action::Cleanup),
+        // exec prints nothing of its own but errors, so it has no --json.
+        Command::Exec(c) => (Connection { endpoints: c.endpoints.clone(), json: false }, Action::Exec(c)),
+        Command::Serve(_) | Command::Dev(_) => unreachable!("server commands are not client commands"),
+    };
+    let (endpoints, json) = (connection.endpoints(&leading), connection.json(&leading));
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let client = match Client::new(endpoints) {
+            Ok(c) => c,
+            Err(e) => return fail(&e),
+        };
+        let output = match action {
+            Action::Exec(args) => return exec::run(client, args).await,
+            Action::Status => status(&client).await,
+            Action::Session(c) => session(&client, c).await,
+            Action::Lock(c) => lock(&client, c).await,
+            Action::Stats => client.stats().await.map(|s| Some(output::stats(&s))),
+            Action::Cleanup => client.cleanup().await.map(|n| Some(output::cleaned(n))),
+        };
+        match output {
+            Ok(Some(out)) if json => {
+                println!("{}", out.json);
+                0
+            }
+            Ok(Some(out)) => {
+                print!("{}", out.human);
+                0
+            }
+            Ok(None) => 0,
+            Err(e) => fail(&e),
+        }
+    })
+}
+
+/// Prints the one-line error and gives the exit status for it.
+pub(crate) fn fail(e: &dyn std::fmt::Display) -> i32 {
+    eprintln!("lockio: {e}");
+    1
+}
+
+async fn session(client: &Client, command: SessionCommand) -> Result<Option<Output>, Error> {
+    let now = SystemTime::now();
+    Ok(Some(match command {
+        SessionCommand::Create { client_id, timeout, quiet } => {
+            let created = client.create_session(&client_id, std::time::Duration::from_secs(timeout)).await?;
+            if quiet {
+                println!("{}", created.session_id);
+                return Ok(None);
+            }
+            output::session_created(&created)
+        }
+        SessionCommand::Get { session_id } => output::session(&client.session_info(session_id.0).await?, now),
+        SessionCommand::Keepalive { session_id } => output::kept_alive(&client.keepalive(session_id.0).await?),
+        SessionCommand::Delete { session_id } => {
+            client.delete_session(session_id.0).await?;
+            output::deleted(session_id.0)
+        }
+    }))
+}
+
+async fn lock(client: &Client, command: LockCommand) -> Result<Option<Output>, Error> {
+    Ok(Some(match command {
+        LockCommand::Acquire { session_id, resource, quiet } => {
+            let grant = client.acquire(session_id.0, &resource).await?;
+            if quiet {
+                println!("{}", grant.fence_token);
+                return Ok(None);
+            }
+            output::acquired(&grant)
+        }
+        LockCommand::Release { session_id, resource, fence_token } => {
+            client.release(session_id.0, &resource, fence_token).await?;
+            output::released(session_id.0, &resource, fence_token)
+        }
+        LockCommand::Status { resource } => {
+            let status = client.lock_status(&resource).await?;
+            // The holder's name is on its session; without it the answer is still useful.
+            let client_id = match &status.holder {
+                Some(h) => client.session_info(h.session_id).await.ok().map(|s| s.client_id),
+                None => None,
+            };
+            output::lock_status(&status, client_id.as_ref(), SystemTime::now())
+        }
+    }))
+}
+
+/// The members as any node lists them, each asked for its own report, all at once.
+async fn status(client: &Client) -> Result<Option<Output>, Error> {
+    let listing = client.cluster_status().await?;
+    let mut reports = JoinSet::new();
+    for (index, member) in listing.members.iter().enumerate() {
+        let (client, http) = (client.clone(), member.http.clone());
+        reports.spawn(async move {
+            let report = match http {
+                Some(address) => client.node_status(&address).await.map_err(|e| match e {
+                    Error::Unavailable { tried, .. } => tried.into_iter().map(|a| a.failure).collect::<Vec<_>>().join("; "),
+                    other => other.to_string(),
+                }),
+                None => Err("its HTTP address is not known yet".to_string()),
+            };
+            (index, report)
+        });
+    }
+    let mut rows: Vec<MemberRow> = listing
+        .members
+        .iter()
+        .map(|m| MemberRow { id: m.id, raft: m.raft.clone(), http: m.http.clone(), report: Err("no answer".into()), lag: m.lag })
+        .collect();
+    while let Some(joined) = reports.join_next().await {
+        if let Ok((index, report)) = joined {
+            rows[index].report = report;
+        }
+    }
+    // Lag is only in the leader's view; take it from the leader's own report.
+    let leader_view = rows.iter().find_map(|r| r.report.as_ref().ok().filter(|s| s.state == "LEADER")).map(|s| s.members.clone());
+    if let Some(view) = leader_view {
+        for row in &mut rows {
+            row.lag = view.iter().find(|m| m.id == row.id).and_then(|m| m.lag);
+        }
+    }
+    Ok(Some(output::members(&rows)))
+}

@@ -1,0 +1,327 @@
+//! How the client commands print: aligned tables and `field  value` lines for people, one JSON
+//! object (with the HTTP API's field names) for programs. Pure: values in, text out.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lockio_client::{ClientId, FenceToken, Grant, KeepaliveAck, LockStatus, NodeStatus, Resource, SessionCreated, SessionId, SessionInfo, Stats};
+use serde_json::{json, Value};
+
+/// What a command prints: `human` without `--json`, `json` with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub human: String,
+    pub json: Value,
+}
+
+/// Columns padded to their widest cell, two spaces apart; the last column is not padded.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let all: Vec<Vec<&str>> = std::iter::once(header.to_vec())
+        .chain(rows.iter().map(|r| r.iter().map(String::as_str).collect()))
+        .collect();
+    let columns = all.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns).map(|c| all.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in &all {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 < row.len() {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
+            } else {
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `field  value` lines, values aligned.
+pub fn fields(rows: &[(&str, String)]) -> String {
+    let rows: Vec<Vec<String>> = rows.iter().map(|(k, v)| vec![k.to_string(), v.clone()]).collect();
+    // A table without a header: drop the (empty) first line.
+    table(&[], &rows).trim_start_matches('\n').to_string()
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// `2026-11-26T23:38:25Z (3m 12s ago)`.
+fn when(t: SystemTime, now: SystemTime) -> String {
+    let at = humantime::format_rfc3339_seconds(t);
+    match now.duration_since(t) {
+        Ok(ago) => format!("{at} ({} ago)", secs_text(ago)),
+        Err(_) => at.to_string(),
+    }
+}
+
+/// Whole seconds, as `3m 12s`; `0s` under a second.
+fn secs_text(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+/// A session's timeout or interval, as the API counts it: `100s`.
+fn whole_secs(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+/// Seconds with one decimal, as the server's `expires_in`: `59.2s`.
+fn tenths(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+fn list(resources: &[Resource]) -> String {
+    if resources.is_empty() {
+        "none".to_string()
+    } else {
+        resources.iter().map(Resource::as_str).collect::<Vec<_>>().join(", ")
+    }
+}
+
+pub fn session_created(c: &SessionCreated) -> Output {
+    Output {
+        human: fields(&[
+            ("session_id", c.session_id.to_string()),
+            ("client_id", c.client_id.to_string()),
+            ("timeout", whole_secs(c.timeout)),
+            ("keepalive_interval", whole_secs(c.keepalive_interval)),
+        ]),
+        json: json!({
+            "session_id": c.session_id.to_string(),
+            "client_id": c.client_id.as_str(),
+            "timeout": c.timeout.as_secs(),
+            "keepalive_interval": c.keepalive_interval.as_secs(),
+        }),
+    }
+}
+
+pub fn session(s: &SessionInfo, now: SystemTime) -> Output {
+    let state = match s.expired_at {
+        Some(at) => format!("expired at {}", when(at, now)),
+        None => format!("alive, expires in {} without a keepalive", tenths(s.expires_in)),
+    };
+    let mut json = json!({
+        "session_id": s.session_id.to_string(),
+        "client_id": s.client_id.as_str(),
+        "created_at": unix(s.created_at),
+        "last_keepalive": unix(s.last_keepalive),
+        "timeout": s.timeout.as_secs(),
+        "keepalive_interval": s.keepalive_interval.as_secs(),
+        "locks_held": s.locks_held.iter().map(Resource::as_str).collect::<Vec<_>>(),
+        "is_expired": s.is_expired(),
+        "expires_in": s.expires_in.as_secs_f64(),
+    });
+    if let Some(at) = s.expired_at {
+        json["expired_at"] = json!(unix(at));
+    }
+    Output {
+        human: fields(&[
+            ("session_id", s.session_id.to_string()),
+            ("client_id", s.client_id.to_string()),
+            ("state", state),
+            ("created_at", when(s.created_at, now)),
+            ("last_keepalive", when(s.last_keepalive, now)),
+            ("timeout", whole_secs(s.timeout)),
+            ("keepalive_interval", whole_secs(s.keepalive_interval)),
+            ("locks_held", list(&s.locks_held)),
+        ]),
+        json,
+    }
+}
+
+pub fn kept_alive(a: &KeepaliveAck) -> Output {
+    Output {
+        human: format!("session {} kept alive: expires in {} without another keepalive\n", a.session_id, tenths(a.expires_in)),
+        json: json!({"session_id": a.session_id.to_string(), "success": true, "timeout": a.timeout.as_secs(), "expires_in": a.expires_in.as_secs_f64()}),
+    }
+}
+
+pub fn deleted(id: SessionId) -> Output {
+    Output {
+        human: format!("session {id} deleted; its locks were released\n"),
+        json: json!({"deleted": true, "session_id": id.to_string()}),
+    }
+}
+
+pub fn acquired(g: &Grant) -> Output {
+    let human = if g.newly_granted {
+        format!("acquired {} with fence token {}\n", g.resource, g.fence_token)
+    } else {
+        format!("session {} already holds {} with fence token {}\n", g.session_id, g.resource, g.fence_token)
+    };
+    Output {
+        human,
+        json: json!({
+            "acquired": true,
+            "fence_token": g.fence_token.0,
+            "resource": g.resource.as_str(),
+            "session_id": g.session_id.to_string(),
+            "newly_granted": g.newly_granted,
+        }),
+    }
+}
+
+pub fn released(id: SessionId, resource: &str, token: FenceToken) -> Output {
+    Output {
+        human: format!("released {resource} (fence token {token})\n"),
+        json: json!({"released": true, "fence_token": token.0, "resource": resource, "session_id": id.to_string()}),
+    }
+}
+
+/// `client_id` is the holder's, when its session could be looked up.
+pub fn lock_status(s: &LockStatus, client_id: Option<&ClientId>, now: SystemTime) -> Output {
+    match &s.holder {
+        None => Output {
+            human: fields(&[("resource", s.resource.to_string()), ("locked", "no".into())]),
+            json: json!({"locked": false, "resource": s.resource.as_str()}),
+        },
+        Some(h) => {
+            let mut json = json!({
+                "acquired_at": unix(h.acquired_at),
+                "fence_token": h.fence_token.0,
+                "locked": true,
+                "resource": s.resource.as_str(),
+                "session_id": h.session_id.to_string(),
+            });
+            if let Some(c) = client_id {
+                json["client_id"] = json!(c.as_str());
+            }
+            Output {
+                human: fields(&[
+                    ("resource", s.resource.to_string()),
+                    ("locked", "yes".into()),
+                    ("client_id", client_id.map(ClientId::to_string).unwrap_or_else(|| "-".into())),
+                    ("session_id", h.session_id.to_string()),
+                    ("fence_token", h.fence_token.to_string()),
+                    ("acquired_at", when(h.acquired_at, now)),
+                ]),
+                json,
+            }
+        }
+    }
+}
+
+pub fn stats(s: &Stats) -> Output {
+    Output {
+        human: fields(&[
+            ("active_sessions", s.active_sessions.to_string()),
+            ("expired_sessions", s.expired_sessions.to_string()),
+            ("total_locks", s.total_locks.to_string()),
+            ("fence_counter", s.fence_counter.to_string()),
+        ]),
+        json: json!({
+            "active_sessions": s.active_sessions,
+            "expired_sessions": s.expired_sessions,
+            "total_locks": s.total_locks,
+            "fence_counter": s.fence_counter,
+            "total_sessions": s.active_sessions + s.expired_sessions,
+        }),
+    }
+}
+
+pub fn cleaned(count: u64) -> Output {
+    let noun = if count == 1 { "session" } else { "sessions" };
+    Output { human: format!("removed {count} expired {noun}\n"), json: json!({"cleanup": "completed", "count": count}) }
+}
+
+/// One member in `lockio status`: as the cluster lists it, and as it reports itself.
+#[derive(Debug, Clone)]
+pub struct MemberRow {
+    pub id: u64,
+    pub raft: String,
+    pub http: Option<String>,
+    /// Its own `/cluster/status`, or why there is none.
+    pub report: Result<NodeStatus, String>,
+    /// Entries behind the leader, in the leader's view.
+    pub lag: Option<u64>,
+}
+
+pub fn members(rows: &[MemberRow]) -> Output {
+    let dash = || "-".to_string();
+    let opt = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(dash);
+    let lines: Vec<Vec<String>> = rows
+        .iter()
+        .map(|m| {
+            let mut line = vec![m.id.to_string(), m.http.clone().unwrap_or_else(dash), m.raft.clone()];
+            match &m.report {
+                Ok(s) => line.extend([
+                    s.state.clone(),
+                    s.term.to_string(),
+                    opt(s.leader_id),
+                    s.commit_index.to_string(),
+                    s.applied_index.to_string(),
+                    opt(m.lag),
+                    if s.is_ready { "yes" } else { "no" }.to_string(),
+                ]),
+                Err(why) => line.extend(["unreachable".to_string(), dash(), dash(), dash(), dash(), dash(), format!("no ({why})")]),
+            }
+            line
+        })
+        .collect();
+    let json_rows: Vec<Value> = rows
+        .iter()
+        .map(|m| {
+            let mut v = json!({"id": m.id, "raft": m.raft, "http": m.http, "reachable": m.report.is_ok(), "lag": m.lag});
+            match &m.report {
+                Ok(s) => {
+                    v["state"] = json!(s.state);
+                    v["term"] = json!(s.term);
+                    v["leader_id"] = json!(s.leader_id);
+                    v["commit_index"] = json!(s.commit_index);
+                    v["applied_index"] = json!(s.applied_index);
+                    v["is_ready"] = json!(s.is_ready);
+                    v["uptime"] = json!(s.uptime.as_secs());
+                }
+                Err(why) => v["error"] = json!(why),
+            }
+            v
+        })
+        .collect();
+    Output {
+        human: table(&["ID", "HTTP", "RAFT", "STATE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "READY"], &lines),
+        json: json!({ "members": json_rows }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lockio_client::LockHolder;
+
+    #[test]
+    fn tables_align_and_trim() {
+        let rows = vec![vec!["1".to_string(), "127.0.0.1:5000".to_string(), "LEADER".to_string()], vec!["22".into(), "h:1".into(), "".into()]];
+        assert_eq!(table(&["ID", "HTTP", "STATE"], &rows), "ID  HTTP            STATE\n1   127.0.0.1:5000  LEADER\n22  h:1\n");
+        assert_eq!(fields(&[("a", "1".into()), ("longer", "2".into())]), "a       1\nlonger  2\n");
+    }
+
+    /// Each renderer's human text and JSON, for a fixed `now`.
+    #[test]
+    fn renderings() {
+        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let now = t(1_795_736_405);
+        let id = SessionId::parse("916ef6ea-9040-43ce-a3d2-ca0e086986ab").unwrap();
+        let resource = Resource::new("resource-1").unwrap();
+        let status = LockStatus {
+            resource: resource.clone(),
+            holder: Some(LockHolder { session_id: id, fence_token: FenceToken(3), acquired_at: t(1_795_736_305) }),
+        };
+        let table: Vec<(Output, &str, Value)> = vec![
+            (
+                lock_status(&status, Some(&ClientId::new("test-client-1").unwrap()), now),
+                "resource     resource-1\nlocked       yes\nclient_id    test-client-1\nsession_id   916ef6ea-9040-43ce-a3d2-ca0e086986ab\nfence_token  3\nacquired_at  2026-11-26T23:38:25Z (1m 40s ago)\n",
+                json!({"acquired_at": 1795736305.0, "client_id": "test-client-1", "fence_token": 3, "locked": true, "resource": "resource-1", "session_id": id.to_string()}),
+            ),
+            (cleaned(1), "removed 1 expired session\n", json!({"cleanup": "completed", "count": 1})),
+            (
+                released(id, "resource-1", FenceToken(3)),
+                "released resource-1 (fence token 3)\n",
+                json!({"released": true, "fence_token": 3, "resource": "resource-1", "session_id": id.to_string()}),
+            ),
+        ];
+        for (output, human, json) in table {
+            assert_eq!((output.human.as_str(), &output.json), (human, &json));
+        }
+    }
+}

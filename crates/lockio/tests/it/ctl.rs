@@ -1,0 +1,359 @@
+//! The client commands of `lockio` against a real cluster: every command's output for people
+//! and for programs, one-line errors, and `lockio exec` — mutual exclusion between concurrent
+//! runs, riding out a leader kill, losing the lock while stopped, signals and exit statuses.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use lockio_client::Client;
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+use crate::support::cluster::lockio_bin;
+use crate::support::{eventually, Cluster};
+
+/// The cluster's HTTP endpoints as `--endpoints` takes them.
+fn endpoints(cluster: &Cluster) -> String {
+    cluster.running().iter().map(|id| cluster.base(*id)).collect::<Vec<_>>().join(",")
+}
+
+/// `lockio --endpoints ENDPOINTS ARGS` (before the command, so that `exec ... -- CMD` keeps
+/// its CMD to itself).
+fn lockio(endpoints: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(lockio_bin());
+    command.arg("--endpoints").arg(endpoints).args(args).env_remove("LOCKIO_ENDPOINTS").stdin(Stdio::null()).kill_on_drop(true);
+    command
+}
+
+/// Runs `lockio --endpoints ENDPOINTS ARGS` to completion: (exit code, stdout, stderr).
+async fn run(endpoints: &str, args: &[&str]) -> (i32, String, String) {
+    let out = lockio(endpoints, args).output().await.expect("run lockio");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    lines[0]
+}
+
+/// Whether every key of `expected` is in `actual` with the same value (`"*"` matches anything).
+fn json_has(actual: &Value, expected: &Value) -> bool {
+    match (actual, expected) {
+        (_, Value::String(s)) if s == "*" => !actual.is_null(),
+        (Value::Object(a), Value::Object(e)) => e.iter().all(|(k, v)| a.get(k).is_some_and(|av| json_has(av, v))),
+        _ => actual == expected,
+    }
+}
+
+/// What one command must do: text its stdout (or, with `Json`, a subset of its JSON) must
+/// contain with exit status 0, or text its one-line stderr must contain with exit status 1
+/// (`Err`, the cluster said no) or 2 (`Usage`, refused before anything was sent).
+enum Expect {
+    Out(&'static str),
+    Json(Value),
+    Err(&'static str),
+    Usage(&'static str),
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_command_prints_for_people_and_for_programs() {
+    let cluster = Cluster::start(3).await;
+    let ep = endpoints(&cluster);
+    let (code, alice, err) = run(&ep, &["session", "create", "-q", "--client-id", "alice", "--timeout", "30"]).await;
+    assert_eq!(code, 0, "{err}");
+    let alice = alice.trim().to_string();
+    let (code, bob, err) = run(&ep, &["session", "create", "--json", "--client-id", "bob"]).await;
+    assert_eq!(code, 0, "{err}");
+    let bob: Value = serde_json::from_str(&bob).unwrap();
+    assert!(json_has(&bob, &json!({"client_id": "bob", "timeout": 60, "keepalive_interval": 20, "session_id": "*"})), "{bob}");
+    let bob = bob["session_id"].as_str().unwrap().to_string();
+
+    // (arguments with {A}/{B} for the two sessions, what must happen)
+    let script: Vec<(&str, Expect)> = vec![
+        ("lock acquire {A} res-1", Expect::Out("acquired res-1 with fence token 1\n")),
+        ("lock acquire {A} res-1", Expect::Out("already holds res-1 with fence token 1")),
+        ("lock acquire -q {A} res-1", Expect::Out("1\n")),
+        ("lock acquire {B} res-1", Expect::Err("lockio: res-1 is held by client alice since ")),
+        ("lock acquire {B} res-1", Expect::Err(" with fence token 1")),
+        ("lock status res-1 --json", Expect::Json(json!({"locked": true, "client_id": "alice", "session_id": "{A}", "fence_token": 1, "acquired_at": "*"}))),
+        ("lock status res-1", Expect::Out("client_id    alice\n")),
+        ("lock status free-one --json", Expect::Json(json!({"locked": false, "resource": "free-one"}))),
+        ("session get {A}", Expect::Out("locks_held          res-1\n")),
+        ("session get {A} --json", Expect::Json(json!({"client_id": "alice", "timeout": 30, "is_expired": false, "locks_held": ["res-1"]}))),
+        ("session keepalive {A} --json", Expect::Json(json!({"success": true, "timeout": 30, "session_id": "{A}"}))),
+        ("lock release {A} res-1 --fence-token 2", Expect::Err("lockio: session {A} holds res-1 under fence token 1, not 2")),
+        ("lock release {A} res-1 --fence-token 1", Expect::Out("released res-1 (fence token 1)\n")),
+        ("lock release {A} res-1 --fence-token 1", Expect::Err("lockio: session {A} does not hold res-1")),
+        ("lock acquire {B} res-1 --json", Expect::Json(json!({"acquired": true, "fence_token": 2, "newly_granted": true}))),
+        ("stats --json", Expect::Json(json!({"active_sessions": 2, "expired_sessions": 0, "total_locks": 1, "fence_counter": 2}))),
+        ("stats", Expect::Out("fence_counter     2\n")),
+        ("session delete {B}", Expect::Out("session {B} deleted; its locks were released\n")),
+        ("session delete {B}", Expect::Err("lockio: session {B} does not exist")),
+        ("lock status res-1 --json", Expect::Json(json!({"locked": false}))),
+        ("cleanup --json", Expect::Json(json!({"cleanup": "completed", "count": 0}))),
+        ("cleanup", Expect::Out("removed 0 expired sessions\n")),
+        ("session get not-a-uuid", Expect::Usage("lockio: invalid value 'not-a-uuid' for '<SESSION_ID>'")),
+        ("session create --timeout 4", Expect::Err("lockio: invalid timeout: must be an integer from 5 to 3600 (seconds)")),
+        ("lock acquire {A} %20padded%20", Expect::Out("acquired %20padded%20 with fence token 3")),
+        ("status", Expect::Out("LEADER")),
+        ("status --json", Expect::Json(json!({"members": "*"}))),
+    ];
+    for (line, expect) in script {
+        let line = line.replace("{A}", &alice).replace("{B}", &bob);
+        let args: Vec<&str> = line.split(' ').collect();
+        let (code, out, err) = run(&ep, &args).await;
+        match expect {
+            Expect::Out(text) => {
+                assert_eq!(code, 0, "{line}: {err}");
+                assert!(out.contains(&text.replace("{A}", &alice).replace("{B}", &bob)), "{line}: {text:?} not in\n{out}");
+            }
+            Expect::Json(subset) => {
+                assert_eq!(code, 0, "{line}: {err}");
+                assert_eq!(out.lines().count(), 1, "{line}: one JSON line\n{out}");
+                let value: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{line}: {e}: {out}"));
+                let subset: Value = serde_json::from_str(&subset.to_string().replace("{A}", &alice)).unwrap();
+                assert!(json_has(&value, &subset), "{line}: {value} lacks {subset}");
+            }
+            Expect::Err(text) | Expect::Usage(text) => {
+                let status = if matches!(expect, Expect::Usage(_)) { 2 } else { 1 };
+                assert_eq!(code, status, "{line}: exit status; stdout {out}");
+                let text = text.replace("{A}", &alice).replace("{B}", &bob);
+                assert!(one_line(&err).contains(&text), "{line}: {text:?} not in {err:?}");
+            }
+        }
+    }
+
+    // The members table: a header and one aligned row per node, one of them the leader.
+    let (_, out, _) = run(&ep, &["status"]).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[0].starts_with("ID  HTTP"), "{out}");
+    let state_column = lines[0].find("STATE").unwrap();
+    assert_eq!(lines.iter().filter(|l| l[state_column..].starts_with("LEADER")).count(), 1, "{out}");
+    let (_, out, _) = run(&ep, &["status", "--json"]).await;
+    let members: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(members["members"].as_array().unwrap().iter().filter(|m| m["reachable"] == true).count(), 3, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_cluster_is_one_line_naming_every_endpoint_tried() {
+    let dead: Vec<String> = (0..2).map(|_| format!("127.0.0.1:{}", closed_port())).collect();
+    let ep = dead.join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let started = Instant::now();
+    for args in [vec!["stats"], vec!["exec", "r", "--", "touch", ran.to_str().unwrap()]] {
+        let (code, _, err) = run(&ep, &args).await;
+        assert_eq!(code, 1, "{args:?}");
+        let line = one_line(&err);
+        assert!(line.starts_with("lockio: lock.io cluster unavailable: tried "), "{line}");
+        for endpoint in &dead {
+            assert!(line.contains(&format!("{endpoint} (connection refused)")), "{line}");
+        }
+    }
+    assert!(!ran.exists(), "CMD must not run without the lock");
+    assert!(started.elapsed() < Duration::from_secs(10), "gave up after {:?}", started.elapsed());
+}
+
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A shell script that appends `start TOKEN` to `file`, works for `secs`, appends `end TOKEN`.
+fn marked_work(file: &Path, secs: f64) -> String {
+    let f = file.display();
+    format!(
+        r#"test -n "$LOCKIO_SESSION_ID" && test "$LOCKIO_RESOURCE" = shared || exit 9
+echo "start $LOCKIO_FENCE_TOKEN $LOCKIO_SESSION_ID" >> {f}; sleep {secs}; echo "end $LOCKIO_FENCE_TOKEN" >> {f}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_execs_never_overlap_and_see_increasing_tokens() {
+    let cluster = Cluster::start(3).await;
+    let ep = endpoints(&cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("markers");
+    let script = marked_work(&file, 0.5);
+    let runs: Vec<_> = (0..4)
+        .map(|_| lockio(&ep, &["exec", "shared", "--wait", "60", "--", "sh", "-c", &script]).stderr(Stdio::piped()).spawn().unwrap())
+        .collect();
+    for run in runs {
+        let out = tokio::time::timeout(Duration::from_secs(60), run.wait_with_output()).await.expect("exec exits").unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines.len(), 8, "{text}");
+    let mut last_token = 0;
+    let mut sessions = std::collections::BTreeSet::new();
+    for pair in lines.chunks(2) {
+        assert_eq!((pair[0][0], pair[1][0]), ("start", "end"), "runs overlapped:\n{text}");
+        assert_eq!(pair[0][1], pair[1][1], "one run's start and end:\n{text}");
+        let token: u64 = pair[0][1].parse().unwrap();
+        assert!(token > last_token, "tokens must increase:\n{text}");
+        last_token = token;
+        sessions.insert(pair[0][2]);
+    }
+    assert_eq!(sessions.len(), 4, "one session per run:\n{text}");
+    let (_, out, _) = run(&ep, &["stats", "--json"]).await;
+    let stats: Value = serde_json::from_str(&out).unwrap();
+    assert!(json_has(&stats, &json!({"active_sessions": 0, "total_locks": 0})), "every run cleaned up: {stats}");
+}
+
+async fn wait_for_line(file: &Path, prefix: &str) -> String {
+    eventually(Duration::from_secs(30), &format!("a line starting {prefix:?} in {}", file.display()), || async {
+        let text = std::fs::read_to_string(file).ok()?;
+        text.lines().find(|l| l.starts_with(prefix)).map(str::to_string)
+    })
+    .await
+}
+
+async fn finish(child: Child, within: Duration) -> (i32, String) {
+    let out = tokio::time::timeout(within, child.wait_with_output()).await.expect("lockio exec exits in time").unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_leader_does_not_interrupt_exec() {
+    let mut cluster = Cluster::start(3).await;
+    let ep = endpoints(&cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("markers");
+    let script = marked_work(&file, 4.0);
+    let exec = lockio(&ep, &["exec", "shared", "--timeout", "6", "--", "sh", "-c", &script]).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_line(&file, "start").await;
+    let leader = cluster.wait_for_leader().await;
+    cluster.kill(leader);
+    let (code, err) = finish(exec, Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("lost"), "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.lines().nth(1).is_some_and(|l| l.starts_with("end ")), "CMD ran to the end:\n{text}");
+    // Released and deleted through the new leader.
+    let client = Client::new(cluster.running().iter().map(|id| cluster.base(*id))).unwrap();
+    assert!(client.lock_status("shared").await.unwrap().holder.is_none());
+    assert_eq!(client.stats().await.unwrap().active_sessions, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_exec_loses_the_lock_and_stops_its_command_when_it_resumes() {
+    let cluster = Cluster::start(3).await;
+    let ep = endpoints(&cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("markers");
+    let f = file.display();
+    // Works until told to stop (at most 60 s), noting SIGTERM.
+    let script = format!(
+        r#"trap 'echo "term" >> {f}; exit 0' TERM; echo "start $LOCKIO_FENCE_TOKEN" >> {f}; for i in $(seq 600); do sleep 0.1; done; echo "end" >> {f}"#
+    );
+    let exec = lockio(&ep, &["exec", "shared", "--timeout", "5", "--grace", "3", "--", "sh", "-c", &script]).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = exec.id().unwrap() as libc::pid_t;
+    let first: u64 = wait_for_line(&file, "start").await[6..].parse().unwrap();
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+
+    // Another client gets the lock once the stopped one's session has expired.
+    let client = Client::new(cluster.running().iter().map(|id| cluster.base(*id))).unwrap();
+    let thief = client.open_session("thief", Duration::from_secs(30)).await.unwrap();
+    let guard = eventually(Duration::from_secs(15), "the lock passes to another client", || async { thief.lock("shared").await.ok() }).await;
+    assert!(guard.fence_token().0 > first, "{} after {first}", guard.fence_token());
+    assert!(!std::fs::read_to_string(&file).unwrap().contains("term"), "CMD runs on while lockio is stopped");
+
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let resumed = Instant::now();
+    let (code, err) = finish(exec, Duration::from_secs(15)).await;
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("lockio: lost the lock on shared: session ") && err.contains("expired"), "{err}");
+    assert!(resumed.elapsed() < Duration::from_secs(5), "stopped CMD {:?} after resuming", resumed.elapsed());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("term") && !text.contains("end"), "CMD got SIGTERM:\n{text}");
+    // The stopped process did not disturb the new holder.
+    assert_eq!(client.lock_status("shared").await.unwrap().holder.unwrap().fence_token, guard.fence_token());
+}
+
+/// (what CMD does, a signal for `lockio exec` once CMD started, the exit status expected)
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_passes_signals_on_and_exits_with_the_command_status() {
+    let cluster = Cluster::start(3).await;
+    let ep = endpoints(&cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("markers");
+    let f = file.display();
+    let trapping = |sig: &str, code: i32| {
+        format!(r#"trap 'echo "got {sig}" >> {f}; exit {code}' {sig}; echo start >> {f}; for i in $(seq 300); do sleep 0.1; done"#)
+    };
+    let table: Vec<(String, Option<i32>, i32, Option<&str>)> = vec![
+        ("exit 3".into(), None, 3, None),
+        ("kill -KILL $$".into(), None, 128 + 9, None),
+        (trapping("TERM", 7), Some(libc::SIGTERM), 7, Some("got TERM")),
+        (trapping("INT", 0), Some(libc::SIGINT), 0, Some("got INT")),
+        (trapping("HUP", 4), Some(libc::SIGHUP), 4, Some("got HUP")),
+    ];
+    for (script, signal, expected, marker) in table {
+        let _ = std::fs::remove_file(&file);
+        let exec = lockio(&ep, &["exec", "shared", "--", "sh", "-c", &script]).stderr(Stdio::piped()).spawn().unwrap();
+        if let Some(signal) = signal {
+            wait_for_line(&file, "start").await;
+            unsafe { libc::kill(exec.id().unwrap() as libc::pid_t, signal) };
+        }
+        let (code, err) = finish(exec, Duration::from_secs(30)).await;
+        assert_eq!(code, expected, "{script}: {err}");
+        if let Some(marker) = marker {
+            assert!(std::fs::read_to_string(&file).unwrap().contains(marker), "{script}");
+        }
+        let (_, out, _) = run(&ep, &["lock", "status", "shared", "--json"]).await;
+        assert!(out.contains(r#""locked":false"#), "{script}: released after: {out}");
+    }
+    let (code, _, err) = run(&ep, &["exec", "shared", "--", "/no/such/command"]).await;
+    assert_eq!(code, 127, "{err}");
+    assert!(one_line(&err).starts_with("lockio: cannot run /no/such/command"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_gives_up_when_the_lock_stays_held_past_wait() {
+    let cluster = Cluster::start(3).await;
+    let ep = endpoints(&cluster);
+    let client = Client::new(cluster.running().iter().map(|id| cluster.base(*id))).unwrap();
+    let holder = client.open_session("holder-7", Duration::from_secs(30)).await.unwrap();
+    let guard = holder.lock("shared").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let started = Instant::now();
+    let (code, _, err) = run(&ep, &["exec", "shared", "--wait", "1.5", "--", "touch", ran.to_str().unwrap()]).await;
+    let waited = started.elapsed();
+    assert_eq!(code, 1, "{err}");
+    let expected = format!(" with fence token {}", guard.fence_token());
+    let line = one_line(&err);
+    assert!(line.starts_with("lockio: shared is held by client holder-7 since ") && line.ends_with(&expected), "{line}");
+    assert!(!ran.exists(), "CMD must not run without the lock");
+    assert!(waited >= Duration::from_millis(1500) && waited < Duration::from_secs(6), "waited {waited:?}");
+    // The waiting run's session is gone.
+    assert_eq!(client.stats().await.unwrap().active_sessions, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_deleted_under_exec_stops_its_command_even_one_that_ignores_sigterm() {
+    let cluster = Cluster::start(3).await;
+    let ep = endpoints(&cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("markers");
+    let f = file.display();
+    let script = format!(r#"trap '' TERM; echo "start $LOCKIO_SESSION_ID" >> {f}; for i in $(seq 600); do sleep 0.1; done; echo end >> {f}"#);
+    let exec = lockio(&ep, &["exec", "shared", "--timeout", "6", "--grace", "1", "--", "sh", "-c", &script]).stderr(Stdio::piped()).spawn().unwrap();
+    let session = wait_for_line(&file, "start").await[6..].to_string();
+    // Someone deletes the session (an operator, a cleanup script): the next keepalive hears so.
+    let (code, _, err) = run(&ep, &["session", "delete", &session]).await;
+    assert_eq!(code, 0, "{err}");
+    let deleted = Instant::now();
+    let (code, err) = finish(exec, Duration::from_secs(20)).await;
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains(&format!("lockio: lost the lock on shared: session {session} expired (the cluster expired it)")), "{err}");
+    assert!(err.contains("did not exit within 1s of SIGTERM; sending SIGKILL"), "{err}");
+    // Within a keepalive interval (2 s) and the grace period, well before the 6 s timeout
+    // would have ended it anyway.
+    assert!(deleted.elapsed() < Duration::from_millis(5500), "{:?}", deleted.elapsed());
+    assert!(!std::fs::read_to_string(&file).unwrap().contains("end"));
+}

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use lockio_core::{ClientId, FenceToken, Resource, SessionId, Timeout};
+use lockio_core::{ClientId, FenceToken, Resource, SessionId, Stats, Timeout};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -409,17 +409,6 @@ pub struct LockHolder {
     pub session_id: SessionId,
     pub fence_token: FenceToken,
     pub acquired_at: SystemTime,
-}
-
-/// `GET /admin/stats`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stats {
-    pub active_sessions: u64,
-    /// Expired sessions still kept for inspection.
-    pub expired_sessions: u64,
-    pub total_locks: u64,
-    /// The last fence token granted (0 before the first grant).
-    pub fence_counter: u64,
 }
 
 /// One node's view of the cluster (`GET /cluster/status`).

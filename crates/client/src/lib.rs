@@ -59,9 +59,9 @@ mod session;
 mod time;
 mod transport;
 
-pub use client::{Client, ClientBuilder, Grant, KeepaliveAck, LockHolder, LockStatus, Member, NodeStatus, SessionCreated, SessionInfo, Stats};
+pub use client::{Client, ClientBuilder, Grant, KeepaliveAck, LockHolder, LockStatus, Member, NodeStatus, SessionCreated, SessionInfo};
 pub use error::{Attempt, Error};
 pub use lease::{Expiry, SessionState};
 pub use lock::LockGuard;
-pub use lockio_core::{ClientId, FenceToken, Resource, SessionId};
+pub use lockio_core::{ClientId, FenceToken, Resource, SessionId, Stats};
 pub use session::Session;

@@ -14,7 +14,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::replica::{Replica, ReplicaEvent};
+use super::replica::{Change, Replica, ReplicaEvent};
 use crate::events::{EventLog, What};
 use super::store::{self, Store, StoreError, SNAPSHOT};
 use super::{Entry, LogId, LogOutcome, NodeId, StorageError, TypeConfig};
@@ -143,7 +143,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         for (index, event) in events {
-            tracing::info!(index, change = ?event.change, "applied");
+            // Expiries matter to an operator reading the log; the rest is in the event stream
+            // and the metrics, and logging every grant would cost more than granting it.
+            if matches!(event.change, Change::SessionExpired { .. }) {
+                tracing::info!(index, change = ?event.change, "applied");
+            } else {
+                tracing::debug!(index, change = ?event.change, "applied");
+            }
             crate::metrics::applied(&event.change);
             self.events.publish(event.at, What::Applied { index, change: event.change });
         }

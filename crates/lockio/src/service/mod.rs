@@ -13,6 +13,7 @@
 
 mod cluster;
 mod expiry;
+mod forwarder;
 mod leases;
 mod members;
 mod proposer;
@@ -38,7 +39,7 @@ pub use request::{Listing, Query, Reply, Request, ServiceError, SessionView};
 use crate::events::EventLog;
 use crate::raft::state_machine::AppliedView;
 use crate::raft::{LogCommand, LogOutcome, NodeId, Raft};
-use crate::transport::{path, CallError, PeerClient};
+use crate::transport::PeerClient;
 
 /// The leader's wall clock, for stamping commands. Only the service reads it.
 pub fn wall_now() -> UnixMillis {
@@ -77,6 +78,7 @@ struct Inner {
     view: AppliedView,
     barrier: ReadBarrier,
     proposer: proposer::Proposer,
+    forwarder: forwarder::Forwarder,
     peers: PeerClient,
     signals: Signals,
     /// The leader's lease table. A std mutex: it is held only for map updates, never across
@@ -98,12 +100,14 @@ impl Service {
     ) -> Service {
         let barrier = ReadBarrier::start(raft.clone(), config.request_timeout);
         let proposer = proposer::Proposer::start(raft.clone());
+        let forwarder = forwarder::Forwarder::new(peers.clone());
         let inner = Inner {
             config,
             raft,
             view,
             barrier,
             proposer,
+            forwarder,
             peers,
             signals,
             leases: Mutex::new(LeaseTable::default()),
@@ -210,15 +214,7 @@ impl Service {
         let forwarded = Forwarded { request, budget_ms: budget.as_millis() as u64 };
         let mut metrics = self.inner.raft.metrics();
         tokio::select! {
-            answer = self.inner.peers.call(addr, path::FORWARD, &forwarded, budget) => match answer {
-                Ok(answer) => answer,
-                Err(e @ CallError::Unreachable { .. }) => {
-                    Err(ServiceError::Unavailable { reason: e.to_string(), outcome_unknown: false })
-                }
-                Err(e @ CallError::Failed { .. }) => {
-                    Err(ServiceError::Unavailable { reason: e.to_string(), outcome_unknown: proposes })
-                }
-            },
+            answer = self.inner.forwarder.forward(addr, forwarded) => answer,
             // A leader that stalls (paused, partitioned) is replaced by an election; stop
             // waiting for it then instead of when the deadline runs out.
             _ = metrics.wait_for(|m| m.current_leader != Some(leader)) => Err(ServiceError::Unavailable {

@@ -20,6 +20,6 @@ pub mod path {
     /// A node's report of its own role and indexes (`service::NodeReport`), for the others'
     /// view of the cluster.
     pub const REPORT: &str = "/raft/report";
-    /// A client request a follower hands to the leader.
+    /// Client requests a follower hands to the leader, in batches.
     pub const FORWARD: &str = "/forward";
 }

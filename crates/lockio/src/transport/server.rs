@@ -97,9 +97,14 @@ async fn report(State(service): State<Service>) -> Response {
     encode(&service.node_report())
 }
 
+/// A batch of requests from one follower, served concurrently (so that their commands can
+/// share log entries), answered in order.
 async fn forward(State(service): State<Service>, body: Bytes) -> Response {
-    match decode::<Forwarded>(&body) {
-        Ok(forwarded) => encode(&service.handle_forwarded(forwarded).await),
+    match decode::<Vec<Forwarded>>(&body) {
+        Ok(batch) => {
+            let answers = futures_util::future::join_all(batch.into_iter().map(|f| service.handle_forwarded(f))).await;
+            encode(&answers)
+        }
         Err(e) => e,
     }
 }

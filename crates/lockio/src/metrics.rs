@@ -35,6 +35,19 @@ pub fn proposal(kind: &'static str, result: &'static str, took: Duration) {
     histogram!("lockio_proposal_duration_seconds", "kind" => kind).record(took.as_secs_f64());
 }
 
+/// One durable commit of the log (one fsync), covering `appends` appends.
+pub fn log_flush(appends: usize, took: Duration) {
+    counter!("lockio_log_flushes_total").increment(1);
+    counter!("lockio_log_appends_total").increment(appends as u64);
+    histogram!("lockio_log_flush_duration_seconds").record(took.as_secs_f64());
+}
+
+/// One log entry proposed by the leader, carrying `commands` lock commands.
+pub fn proposal_batch(commands: usize) {
+    counter!("lockio_proposal_entries_total").increment(1);
+    counter!("lockio_proposal_commands_total").increment(commands as u64);
+}
+
 /// One keepalive the leader handled.
 pub fn keepalive(result: &'static str) {
     counter!("lockio_keepalives_total", "result" => result).increment(1);

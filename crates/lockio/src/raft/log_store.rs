@@ -194,7 +194,9 @@ fn flush_loop(store: Store, queue: mpsc::Receiver<LogFlushed<TypeConfig>>) {
         let mut batch = vec![first];
         batch.extend(queue.try_iter());
         // An empty durable commit persists every non-durable commit before it.
+        let started = std::time::Instant::now();
         let result = store.write(|_| Ok(()));
+        crate::metrics::log_flush(batch.len(), started.elapsed());
         for callback in batch {
             callback.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
         }

@@ -92,6 +92,7 @@ impl StateMachine {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let started = std::time::Instant::now();
         let (data, last_applied, membership) = {
             let applied = self.view.read();
             (applied.replica.snapshot(), applied.last_applied, applied.membership.clone())
@@ -103,6 +104,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let meta = Meta { last_log_id: last_applied, last_membership: membership, snapshot_id };
         // Durable before openraft learns of it: openraft purges the log this snapshot covers.
         self.persist(&meta, &data).map_err(snapshot_err(ErrorVerb::Write))?;
+        tracing::info!(index = ?last_applied.map(|l| l.index), bytes = data.len(), took_ms = started.elapsed().as_millis() as u64, "snapshot built");
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }

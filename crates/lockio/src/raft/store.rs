@@ -18,6 +18,9 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The latest snapshot: `meta` (openraft's `SnapshotMeta`) and `data` (the replica's bytes).
 pub const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 
+/// redb's page cache.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Any failure of the store, as text: openraft wraps it, and it stops the node.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -53,7 +56,10 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database in `data_dir`, creating the tables on first use.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(data_dir.join("lockio.redb"))?;
+        // redb caches up to 1 GiB by default; the log is read mostly at its tail and a snapshot
+        // once per follower that needs it, so a small cache serves, and keeps the node's memory
+        // to its state.
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(data_dir.join("lockio.redb"))?;
         let txn = db.begin_write()?;
         txn.open_table(LOG)?;
         txn.open_table(META)?;

@@ -49,6 +49,7 @@ impl Proposer {
                 tokio::spawn(async move {
                     let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
                     let count = commands.len();
+                    crate::metrics::proposal_batch(count);
                     let result = write(&raft, commands).await;
                     drop(slot);
                     match result {

@@ -78,26 +78,13 @@ impl Store {
         }
     }
 
-    /// Runs `f` in a write transaction and commits it durably (fsync) before returning; that
-    /// also makes every earlier `write_lazy` commit durable.
+    /// Runs `f` in a write transaction and commits it durably (fsync) before returning.
     pub fn write<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
         blocking(|| {
             let txn = self.db.begin_write()?;
             let out = f(&txn)?;
             txn.commit()?;
             Ok(out)
-        })
-    }
-
-    /// Like `write`, but the commit is not flushed: it is visible at once and becomes durable
-    /// with the next durable commit.
-    pub fn write_lazy(&self, f: impl FnOnce(&WriteTransaction) -> Result<(), StoreError>) -> Result<(), StoreError> {
-        blocking(|| {
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(redb::Durability::None).map_err(StoreError::new)?;
-            f(&txn)?;
-            txn.commit()?;
-            Ok(())
         })
     }
 

@@ -1,20 +1,25 @@
 //! `ReadBarrier`: confirms, for many concurrent callers at once, that this node is still the
 //! leader and has applied everything committed before they asked (Raft's read index).
 //!
-//! One task runs openraft's `ensure_linearizable` round after round. A caller joins the next
-//! round that *starts after it asked*, never one already in flight, so the confirmation
-//! always postdates the caller's arrival. Linearizable reads and keepalives share it; under
-//! load one heartbeat round serves hundreds of callers.
+//! A task starts openraft's `ensure_linearizable` rounds, up to `IN_FLIGHT` at once. A caller
+//! joins the next round that *starts after it asked*, never one already in flight, so the
+//! confirmation always postdates the caller's arrival. Linearizable reads and keepalives share
+//! it; under load one heartbeat round serves hundreds of callers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, RaftError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::ServiceError;
 use crate::raft::{NodeId, Raft};
 
 type Waiter = oneshot::Sender<Result<(), ServiceError>>;
+
+/// Rounds in flight at once: a new round need not wait for the last one's replies, so callers
+/// wait for about one round trip, not two.
+const IN_FLIGHT: usize = 2;
 
 /// A handle on the read-index task.
 #[derive(Clone)]
@@ -28,23 +33,30 @@ impl ReadBarrier {
     pub fn start(raft: Raft, round_timeout: Duration) -> ReadBarrier {
         // Bounded: past this many queued callers, new ones wait to enqueue (backpressure).
         let (tx, mut rx) = mpsc::channel::<Waiter>(8192);
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                let Some(first) = rx.recv().await else { return };
                 let mut batch = vec![first];
                 while let Ok(next) = rx.try_recv() {
                     batch.push(next);
                 }
-                let result = match tokio::time::timeout(round_timeout, raft.ensure_linearizable()).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(confirm_error(e)),
-                    Err(_) => Err(ServiceError::Unavailable {
-                        reason: "the leader could not reach a majority in time".into(),
-                        outcome_unknown: false,
-                    }),
-                };
-                for waiter in batch {
-                    let _ = waiter.send(result.clone());
-                }
+                let raft = raft.clone();
+                tokio::spawn(async move {
+                    let result = match tokio::time::timeout(round_timeout, raft.ensure_linearizable()).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(confirm_error(e)),
+                        Err(_) => Err(ServiceError::Unavailable {
+                            reason: "the leader could not reach a majority in time".into(),
+                            outcome_unknown: false,
+                        }),
+                    };
+                    drop(slot);
+                    for waiter in batch {
+                        let _ = waiter.send(result.clone());
+                    }
+                });
             }
         });
         ReadBarrier { waiters: tx }

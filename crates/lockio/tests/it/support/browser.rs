@@ -2,6 +2,7 @@
 //! with just the commands the dashboard tests need. WebDriver is plain JSON over HTTP, so this
 //! is a few requests rather than a client crate.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -21,8 +22,11 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium with a window of `width`x`height`.
     pub async fn start(width: u32, height: u32) -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // Its own process group, so that dropping the browser ends chromedriver and every
+        // Chromium process it started, even when a test fails half-way.
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -89,7 +93,7 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        unsafe { libc::kill(-(self.driver.id() as i32), libc::SIGKILL) };
         let _ = self.driver.wait();
     }
 }

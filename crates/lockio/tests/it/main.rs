@@ -11,5 +11,6 @@ mod durability;
 mod expiry;
 mod failover;
 mod observability;
+mod readme;
 mod serve;
 mod validation;

@@ -148,7 +148,8 @@ pub async fn run_member_probes(service: Service) {
     }
 }
 
-/// Publishes an event whenever the leader this node knows of changes, and counts the changes.
+/// Publishes an event whenever the leader this node knows of changes, counts the changes, and
+/// keeps `Service::leader_changes` current.
 pub async fn run_leader_watch(service: Service) {
     let mut metrics = service.raft().metrics();
     let mut last: (Option<NodeId>, u64) = (None, 0);
@@ -157,9 +158,12 @@ pub async fn run_leader_watch(service: Service) {
             let m = metrics.borrow_and_update();
             (m.current_leader, m.current_term)
         };
-        if now.0 != last.0 && now.0.is_some() {
-            crate::metrics::leader_changed();
-            service.inner.events.publish(wall_now(), What::LeaderChanged { leader_id: now.0, term: now.1 });
+        if now.0 != last.0 {
+            service.inner.leader.send_replace(now.0);
+            if now.0.is_some() {
+                crate::metrics::leader_changed();
+                service.inner.events.publish(wall_now(), What::LeaderChanged { leader_id: now.0, term: now.1 });
+            }
         }
         last = now;
         if metrics.changed().await.is_err() {

@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lockio_core::{Applied, Command, DomainError, SessionId, UnixMillis};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use cluster::{ClusterStatus, Health, Signals};
@@ -84,6 +85,9 @@ struct Inner {
     /// The leader's lease table. A std mutex: it is held only for map updates, never across
     /// an `.await`.
     leases: Mutex<LeaseTable>,
+    /// The leader this node knows of, updated only when it changes (openraft's metrics change
+    /// with every entry, too often to wait on per request).
+    leader: watch::Sender<Option<NodeId>>,
     /// What this node last heard from each other member (see `members`).
     members: Mutex<BTreeMap<NodeId, members::Seen>>,
     events: EventLog,
@@ -111,6 +115,7 @@ impl Service {
             peers,
             signals,
             leases: Mutex::new(LeaseTable::default()),
+            leader: watch::channel(None).0,
             members: Mutex::new(BTreeMap::new()),
             events,
         };
@@ -212,12 +217,12 @@ impl Service {
         let budget = deadline.saturating_duration_since(Instant::now());
         let proposes = proposes(&request);
         let forwarded = Forwarded { request, budget_ms: budget.as_millis() as u64 };
-        let mut metrics = self.inner.raft.metrics();
+        let mut leader_changes = self.inner.leader.subscribe();
         tokio::select! {
             answer = self.inner.forwarder.forward(addr, forwarded) => answer,
             // A leader that stalls (paused, partitioned) is replaced by an election; stop
             // waiting for it then instead of when the deadline runs out.
-            _ = metrics.wait_for(|m| m.current_leader != Some(leader)) => Err(ServiceError::Unavailable {
+            _ = leader_changes.wait_for(|l| l.is_some_and(|l| l != leader)) => Err(ServiceError::Unavailable {
                 reason: format!("leader {leader} was replaced while it had the request"),
                 outcome_unknown: proposes,
             }),

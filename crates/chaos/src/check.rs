@@ -6,7 +6,7 @@
 //! replicated events carry the leader's Unix time stamp, placed on the same axis with
 //! `Evidence::started_unix` (all processes run on one machine, so they share its clock).
 //!
-//! The six checks, precisely:
+//! The checks, precisely (1-6 are those of issue 6; 7 is their converse):
 //! 1. **Unique tokens.** No fence token acknowledged to clients for two different grants
 //!    (session, resource); no token in two `lock_acquired` entries of the replicated history;
 //!    and along the log, each granted token is higher than every earlier one.
@@ -33,6 +33,10 @@
 //!    acknowledged keepalive's invocation; the margin absorbs clock reading differences. This
 //!    also catches a keepalive acknowledged after the expiry, by a deposed leader say.
 //! 6. **Liveness.** After the last fault is healed, a write succeeds within the bound.
+//! 7. **Nothing refused takes effect.** Every grant, release and delete in the replicated
+//!    history matches a client attempt that was acknowledged or whose outcome is unknown: none
+//!    comes from an attempt the service answered with a definite refusal (a 4xx, or a 503 that
+//!    says `not_applied`), and none comes from nowhere.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -119,6 +123,7 @@ pub fn check(ev: &Evidence, limits: Limits) -> Vec<CheckResult> {
         CheckResult { number: 4, name: "no acknowledged write lost", violations: nothing_lost(ev, &events) },
         CheckResult { number: 5, name: "no false expiry", violations: no_false_expiry(ev, &events, limits.expiry_margin) },
         CheckResult { number: 6, name: "liveness after the last heal", violations: liveness(&ev.final_state, limits.liveness_bound) },
+        CheckResult { number: 7, name: "nothing refused takes effect", violations: nothing_refused_applied(&ev.ops, &events) },
     ]
 }
 
@@ -417,6 +422,58 @@ fn no_false_expiry(ev: &Evidence, events: &[&Applied], margin: f64) -> Vec<Viola
                     op.invoke
                 ),
                 vec![op.id],
+                vec![e.index],
+            ));
+        }
+    }
+    out
+}
+
+fn nothing_refused_applied(ops: &[Op], events: &[&Applied]) -> Vec<Violation> {
+    let mut acquires: HashSet<(SessionId, &Resource)> = HashSet::new();
+    let mut releases: HashSet<(SessionId, &Resource, FenceToken)> = HashSet::new();
+    let mut deletes: HashSet<SessionId> = HashSet::new();
+    for o in ops.iter().filter(|o| o.may_have_applied()) {
+        match (o.kind, o.session, &o.resource) {
+            (OpKind::Acquire, Some(s), Some(r)) => {
+                acquires.insert((s, r));
+            }
+            (OpKind::Release, Some(s), Some(r)) => {
+                if let Some(t) = o.fence_token {
+                    releases.insert((s, r, t));
+                }
+            }
+            (OpKind::DeleteSession, Some(s), _) => {
+                deletes.insert(s);
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for e in events {
+        let Some(session) = e.session else { continue };
+        let matched = match (e.change, &e.resource, e.fence_token) {
+            (Change::LockAcquired, Some(r), _) => acquires.contains(&(session, r)),
+            (Change::LockReleased, Some(r), Some(t)) => releases.contains(&(session, r, t)),
+            (Change::SessionDeleted, _, _) => deletes.contains(&session),
+            _ => continue,
+        };
+        if !matched {
+            let refused: Vec<usize> = ops
+                .iter()
+                .filter(|o| o.session == Some(session) && o.outcome == Outcome::Fail && o.resource == e.resource)
+                .filter(|o| matches!((e.change, o.kind), (Change::LockAcquired, OpKind::Acquire) | (Change::LockReleased, OpKind::Release) | (Change::SessionDeleted, OpKind::DeleteSession)))
+                .map(|o| o.id)
+                .collect();
+            out.push(violation(
+                format!(
+                    "{:?} of session {session}{} at index {} matches no attempt that was acknowledged or unknown ({} refused attempts)",
+                    e.change,
+                    e.resource.as_ref().map(|r| format!(" on {r}")).unwrap_or_default(),
+                    e.index,
+                    refused.len()
+                ),
+                refused,
                 vec![e.index],
             ));
         }

@@ -1,7 +1,8 @@
 //! The nemesis: real faults on a schedule. Each round waits a quiet spell, finds the leader,
 //! injects one fault, holds it, heals it, and measures how long until a write succeeds again.
 //!
-//! Fault kinds: SIGKILL and restart (the leader, a follower, a random node); SIGSTOP the
+//! Fault kinds: SIGKILL and restart (the leader, a follower, a random node, or all three at
+//! once, which only the disk survives); SIGSTOP the
 //! leader for longer than an election and SIGCONT it (a deposed leader wakes up believing it
 //! still leads); and kernel partitions (the leader isolated; a random node cut from the other
 //! two; a bridge, where two nodes cannot talk to each other but both reach the third).
@@ -26,6 +27,7 @@ pub enum FaultKind {
     KillLeader,
     KillFollower,
     KillRandom,
+    KillAll,
     PauseLeader,
     IsolateLeader,
     IsolateRandom,
@@ -33,10 +35,11 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::KillLeader,
         FaultKind::KillFollower,
         FaultKind::KillRandom,
+        FaultKind::KillAll,
         FaultKind::PauseLeader,
         FaultKind::IsolateLeader,
         FaultKind::IsolateRandom,
@@ -48,6 +51,7 @@ impl FaultKind {
             FaultKind::KillLeader => "kill-leader",
             FaultKind::KillFollower => "kill-follower",
             FaultKind::KillRandom => "kill-random",
+            FaultKind::KillAll => "kill-all",
             FaultKind::PauseLeader => "pause-leader",
             FaultKind::IsolateLeader => "isolate-leader",
             FaultKind::IsolateRandom => "isolate-random",
@@ -60,6 +64,8 @@ impl FaultKind {
         let s = Duration::from_secs;
         match self {
             FaultKind::KillLeader | FaultKind::KillFollower | FaultKind::KillRandom => (s(1), s(4)),
+            // Short: every session's keepalives fail while the whole cluster is down.
+            FaultKind::KillAll => (s(1), s(2)),
             // Well over the election timeout (at most 2 x 200 ms plus the 400 ms lease).
             FaultKind::PauseLeader => (Duration::from_millis(1500), s(4)),
             FaultKind::IsolateLeader | FaultKind::IsolateRandom | FaultKind::Bridge => (s(2), s(5)),
@@ -154,6 +160,16 @@ pub async fn run(
                 tokio::time::sleep(hold).await;
                 cluster.restart(target, http).await?;
                 (format!("SIGKILL node {target} ({}), restarted after {hold:.1?}", role(target)), vec![target])
+            }
+            FaultKind::KillAll => {
+                for id in &ids {
+                    cluster.kill(*id);
+                }
+                tokio::time::sleep(hold).await;
+                for id in &ids {
+                    cluster.restart(*id, http).await?;
+                }
+                (format!("SIGKILL all three nodes at once, restarted after {hold:.1?}"), ids.clone())
             }
             FaultKind::PauseLeader => {
                 cluster.pause(leader_or_any);

@@ -158,6 +158,18 @@ const CASES: &[Case] = &[
     ("a keepalive acknowledged after the expiry", 5, |ev| add_op(ev, o(Keepalive, C, None, None, 18.0, 18.1, Acked))),
     ("no write after the last heal", 6, |ev| ev.final_state.liveness = None),
     ("writes back only after the bound", 6, |ev| ev.final_state.liveness = Some(30.0)),
+    ("a grant from an acquire the service refused", 7, |ev| {
+        add_op(ev, o(Acquire, B, Some("r3"), None, 8.0, 8.1, Outcome::Fail));
+        ev.events.push(e(10, LockAcquired, 8.05, B, Some("r3"), Some(4), &[]));
+        ev.final_state.fence_counter = 4;
+    }),
+    ("a release nobody asked for", 7, |ev| {
+        ev.events.push(e(10, LockReleased, 8.0, B, Some("r"), Some(2), &[]));
+    }),
+    ("a delete the service said it did not apply", 7, |ev| {
+        add_op(ev, o(DeleteSession, C, None, None, 8.0, 8.1, Outcome::Fail));
+        ev.events.push(e(10, SessionDeleted, 8.05, C, None, None, &[]));
+    }),
 ];
 
 fn counts(ev: &Evidence) -> Vec<(u8, usize)> {
@@ -170,7 +182,7 @@ fn a_clean_history_passes_every_check() {
     for r in &results {
         assert!(r.violations.is_empty(), "check {} ({}): {:#?}", r.number, r.name, r.violations);
     }
-    assert_eq!(results.len(), 6);
+    assert_eq!(results.len(), 7);
 }
 
 #[test]

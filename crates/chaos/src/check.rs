@@ -19,7 +19,8 @@
 //!    after it was deleted or expired; and replicas that reported the same entry agree on it.
 //! 4. **Nothing acknowledged is lost.** Every acknowledged create, acquire, release and delete
 //!    appears in the replicated history and is reflected in the final state: a created session
-//!    still exists (live or expired) unless a delete of it was attempted; an acknowledged
+//!    still exists (live or expired) unless a delete of it was attempted (or it expired and
+//!    was forgotten, which happens an hour after the expiry); an acknowledged
 //!    delete left no session; an acquired lock is still held by that grant unless a release of
 //!    it or a delete of its session was attempted, or the session expired; an acknowledged
 //!    release left the grant not held; every lock held at the end comes from a grant in the
@@ -321,8 +322,12 @@ fn nothing_lost(ev: &Evidence, events: &[&Applied]) -> Vec<Violation> {
         let Some(session) = op.session else { continue };
         let (change, key, lost) = match (op.kind, op.resource.clone(), op.fence_token) {
             (OpKind::CreateSession, _, _) => {
-                let lost = final_session(&session) == SessionFinal::Absent && !delete_attempted.contains(&session);
-                let message = format!("session {session} was created but is gone at the end, with no delete attempted");
+                // An expired session is forgotten an hour after its expiry, so only runs of over
+                // an hour see one gone that way.
+                let lost = final_session(&session) == SessionFinal::Absent
+                    && !delete_attempted.contains(&session)
+                    && !expired.contains(&session);
+                let message = format!("session {session} was created but is gone at the end, neither deleted nor expired");
                 (Change::SessionCreated, (None, None), lost.then_some(message))
             }
             (OpKind::DeleteSession, _, _) => {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::check::{tally, CheckResult, Evidence, Limits, SessionFinal};
-use crate::events::Replicated;
+use crate::events::{Change, Replicated};
 use crate::history::{Op, OpKind, Outcome};
 use crate::nemesis::FaultRecord;
 
@@ -122,6 +122,10 @@ impl Report<'_> {
             })
             .collect();
         let highest_index = self.replicated.events.iter().map(|e| e.index).max();
+        let mut by_change: BTreeMap<Change, usize> = BTreeMap::new();
+        for e in &self.replicated.events {
+            *by_change.entry(e.change).or_default() += 1;
+        }
         json!({
             "passed": self.passed(),
             "seed": self.seed,
@@ -143,6 +147,7 @@ impl Report<'_> {
             },
             "replicated_history": {
                 "events": self.replicated.events.len(),
+                "by_type": by_change,
                 "highest_index": highest_index,
                 "events_per_node": self.replicated.per_node,
                 "stream_connections_per_node": self.replicated.connections,
@@ -194,8 +199,9 @@ impl Report<'_> {
         let worst = self.faults.iter().filter_map(|f| f.recovered_after).fold(0.0, f64::max);
         s += &format!("faults: {} ({}); slowest recovery after a heal {worst:.2}s\n", self.faults.len(), kinds.join(", "));
         let fin = &self.evidence.final_state;
+        let expired = self.replicated.events.iter().filter(|e| e.change == Change::SessionExpired).count();
         s += &format!(
-            "replicated history: {} events up to log index {}; final fence counter {}; write after the last heal in {}\n",
+            "replicated history: {} events ({expired} session expiries) up to log index {}; final fence counter {}; write after the last heal in {}\n",
             self.replicated.events.len(),
             self.replicated.events.iter().map(|e| e.index).max().unwrap_or(0),
             fin.fence_counter,

@@ -5,9 +5,12 @@
 //!   every `keepalive_every`, to a random node, moving to the next node at once when one fails),
 //!   then loop: acquire one of a few hot resources, write to the fenced store twice while they
 //!   believe they hold it, and release it (or, now and then, delete the whole session instead,
-//!   and open a new one).
+//!   and open a new one). Now and then a client *stalls* while holding the lock, as a process
+//!   in a long GC pause would: its keepalives stop, its session expires, and when it wakes it
+//!   writes with its old token, which the fenced store must refuse if anyone took the lock
+//!   since. Then it opens a new session.
 //! - Churn clients open short sessions without keepalives, sometimes take a lock, and delete
-//!   them.
+//!   them, or now and then leave them to expire.
 //!
 //! A client retries an attempt whose outcome it cannot know until it gets a definite answer
 //! (acquire is idempotent, release answers `LOCK_NOT_HELD` once done), so it always knows what
@@ -35,6 +38,10 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// One hold in this many ends by deleting the session instead of releasing: rare, so that
 /// most sessions live long enough to see several faults.
 const SESSION_END_ODDS: u64 = 300;
+/// One hold in this many stalls past the session's timeout (see the module docs).
+const STALL_ODDS: u64 = 200;
+/// One churn session in this many is left to expire instead of being deleted.
+const ABANDON_ODDS: u64 = 10;
 /// Pause between retries of an attempt whose outcome was not definite.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -436,7 +443,17 @@ async fn lock_client(ctx: Arc<Ctx>, k: usize) {
                 ctx.store.write(&name, &resource, token);
                 tokio::time::sleep(Duration::from_millis(5 + rng.below(20))).await;
                 ctx.store.write(&name, &resource, token);
-                if rng.one_in(SESSION_END_ODDS) {
+                if rng.one_in(STALL_ODDS) {
+                    if let Some(o) = owned.take() {
+                        o.alive.store(false, Ordering::Relaxed);
+                        let wake = Instant::now() + Duration::from_secs(ctx.settings.session_timeout + 2);
+                        while Instant::now() < wake && !ctx.stopping() {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        // The zombie write: fenced off if the lock has been granted again.
+                        ctx.store.write(&name, &resource, token);
+                    }
+                } else if rng.one_in(SESSION_END_ODDS) {
                     // End the session while holding the lock: the delete releases it.
                     if let Some(o) = owned.take() {
                         o.alive.store(false, Ordering::Relaxed);
@@ -472,7 +489,9 @@ async fn churn_client(ctx: Arc<Ctx>, k: usize) {
                     ctx.store.write(&name, &resource, FenceToken(t));
                 }
             }
-            delete(&ctx, &name, session, &mut rng).await;
+            if !rng.one_in(ABANDON_ODDS) {
+                delete(&ctx, &name, session, &mut rng).await;
+            }
         }
         tokio::time::sleep(Duration::from_millis(50 + rng.below(150))).await;
     }

@@ -130,7 +130,7 @@ pub fn check(ev: &Evidence, limits: Limits) -> Vec<CheckResult> {
 
 fn in_log_order(events: &[Applied]) -> Vec<&Applied> {
     let mut sorted: Vec<&Applied> = events.iter().collect();
-    sorted.sort_by(|a, b| a.key().cmp(&b.key()));
+    sorted.sort_by_key(|e| e.key());
     sorted
 }
 

@@ -317,8 +317,8 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
-                // SAFETY: kill(2) on our own child; a stopped process must be continued to die
-                // promptly under some kernels' job control, and SIGKILL works either way.
+                // SAFETY: kill(2) on our own child. SIGKILL ends a stopped process too; the
+                // SIGCONT only makes sure none is left stopped should the kill fail.
                 unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
                 let _ = child.kill();
                 let _ = child.wait();

@@ -1,0 +1,507 @@
+//! The checker: pure functions from a run's evidence (the client history, the replicated
+//! history collected from `/events`, the final state) to violations. Nothing here does I/O or
+//! reads a clock, so each check is tested with hand-made histories (`tests` below).
+//!
+//! Times: client operations carry seconds since the run started (harness monotonic clock);
+//! replicated events carry the leader's Unix time stamp, placed on the same axis with
+//! `Evidence::started_unix` (all processes run on one machine, so they share its clock).
+//!
+//! The checks, precisely (1-6 are those of issue 6; 7 is their converse):
+//! 1. **Unique tokens.** No fence token acknowledged to clients for two different grants
+//!    (session, resource); no token in two `lock_acquired` entries of the replicated history;
+//!    and along the log, each granted token is higher than every earlier one.
+//! 2. **Real-time order.** Per resource: if an acquire was acknowledged before another acquire
+//!    was invoked, and they returned different tokens, the first token is the lower.
+//! 3. **Exclusive grants (replicated history).** In log order, per resource: no
+//!    `lock_acquired` while the previous grant has not ended by `lock_released`, or by a
+//!    `session_deleted`/`session_expired` listing it in `released`; an ending names exactly the
+//!    grant that is held; a session ends with no lock left held; no grant goes to a session
+//!    after it was deleted or expired; and replicas that reported the same entry agree on it.
+//! 4. **Nothing acknowledged is lost.** Every acknowledged create, acquire, release and delete
+//!    appears in the replicated history and is reflected in the final state: a created session
+//!    still exists (live or expired) unless a delete of it was attempted (or it expired and
+//!    was forgotten, which happens an hour after the expiry); an acknowledged
+//!    delete left no session; an acquired lock is still held by that grant unless a release of
+//!    it or a delete of its session was attempted, or the session expired; an acknowledged
+//!    release left the grant not held; every lock held at the end comes from a grant in the
+//!    history. The final fence counter is at least the highest token ever returned, and every
+//!    token up to it appears as a grant in the replicated history (the history is complete).
+//! 5. **No false expiry.** A session is expired (at leader time `at`) only if none of its
+//!    acknowledged keepalives, nor its acknowledged creation, was invoked later than
+//!    `at - timeout + margin`. The leader extends a lease by `timeout` from a keepalive's
+//!    arrival, which is after its invocation, and a new leader grants a full `timeout` from its
+//!    takeover, so a correct service always expires at least `timeout` after the last
+//!    acknowledged keepalive's invocation; the margin absorbs clock reading differences. This
+//!    also catches a keepalive acknowledged after the expiry, by a deposed leader say.
+//! 6. **Liveness.** After the last fault is healed, a write succeeds within the bound.
+//! 7. **Nothing refused takes effect.** Every grant, release and delete in the replicated
+//!    history matches a client attempt that was acknowledged or whose outcome is unknown: none
+//!    comes from an attempt the service answered with a definite refusal (a 4xx, or a 503 that
+//!    says `not_applied`), and none comes from nowhere.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use lockio_core::{FenceToken, Resource, SessionId};
+use serde::Serialize;
+
+use crate::events::{Applied, Change};
+use crate::history::{Op, OpKind, Outcome};
+
+/// What became of a session, read at the end of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionFinal {
+    Live,
+    Expired,
+    Absent,
+}
+
+/// The cluster's state at the end, read once every fault was healed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FinalState {
+    pub fence_counter: u64,
+    /// The holder of every resource the workload used.
+    pub locks: BTreeMap<Resource, Option<(SessionId, FenceToken)>>,
+    /// Every session a client was told it created.
+    pub sessions: BTreeMap<SessionId, SessionFinal>,
+    /// Seconds from the last heal until a write succeeded; `None` if none did in time.
+    pub liveness: Option<f64>,
+}
+
+/// Everything the checks read.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    pub ops: Vec<Op>,
+    /// The replicated history, deduplicated (any order).
+    pub events: Vec<Applied>,
+    /// Entries two replicas reported differently.
+    pub disagreements: Vec<String>,
+    pub final_state: FinalState,
+    /// Unix time at run time 0.
+    pub started_unix: f64,
+}
+
+/// Tolerances of the checks.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Limits {
+    /// Check 5's margin, seconds.
+    pub expiry_margin: f64,
+    /// Check 6's bound, seconds.
+    pub liveness_bound: f64,
+}
+
+/// One violation: what, and the operations and log indexes that show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Violation {
+    pub message: String,
+    pub ops: Vec<usize>,
+    pub indexes: Vec<u64>,
+}
+
+fn violation(message: String, ops: Vec<usize>, indexes: Vec<u64>) -> Violation {
+    Violation { message, ops, indexes }
+}
+
+/// One check's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub number: u8,
+    pub name: &'static str,
+    pub violations: Vec<Violation>,
+}
+
+/// Runs every check.
+pub fn check(ev: &Evidence, limits: Limits) -> Vec<CheckResult> {
+    let events = in_log_order(&ev.events);
+    vec![
+        CheckResult { number: 1, name: "unique fence tokens", violations: unique_tokens(&ev.ops, &events) },
+        CheckResult { number: 2, name: "real-time token order", violations: real_time_order(&ev.ops) },
+        CheckResult {
+            number: 3,
+            name: "exclusive grants in the replicated history",
+            violations: exclusive_grants(&events, &ev.disagreements),
+        },
+        CheckResult { number: 4, name: "no acknowledged write lost", violations: nothing_lost(ev, &events) },
+        CheckResult { number: 5, name: "no false expiry", violations: no_false_expiry(ev, &events, limits.expiry_margin) },
+        CheckResult { number: 6, name: "liveness after the last heal", violations: liveness(&ev.final_state, limits.liveness_bound) },
+        CheckResult { number: 7, name: "nothing refused takes effect", violations: nothing_refused_applied(&ev.ops, &events) },
+    ]
+}
+
+fn in_log_order(events: &[Applied]) -> Vec<&Applied> {
+    let mut sorted: Vec<&Applied> = events.iter().collect();
+    sorted.sort_by_key(|e| e.key());
+    sorted
+}
+
+/// Acknowledged acquires: (op, session, resource, token).
+fn granted(ops: &[Op]) -> impl Iterator<Item = (&Op, SessionId, &Resource, FenceToken)> {
+    ops.iter().filter(|o| o.kind == OpKind::Acquire && o.ok()).filter_map(|o| {
+        Some((o, o.session?, o.resource.as_ref()?, o.fence_token?))
+    })
+}
+
+fn unique_tokens(ops: &[Op], events: &[&Applied]) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut by_token: HashMap<FenceToken, (SessionId, &Resource, usize)> = HashMap::new();
+    for (op, session, resource, token) in granted(ops) {
+        match by_token.get(&token) {
+            Some((s, r, first)) if (*s, *r) != (session, resource) => out.push(violation(
+                format!("token {token} acknowledged for {s} on {r} and for {session} on {resource}"),
+                vec![*first, op.id],
+                vec![],
+            )),
+            Some(_) => {}
+            None => {
+                by_token.insert(token, (session, resource, op.id));
+            }
+        }
+    }
+    let mut seen: HashMap<FenceToken, u64> = HashMap::new();
+    let mut highest: Option<(FenceToken, u64)> = None;
+    for e in events.iter().filter(|e| e.change == Change::LockAcquired) {
+        let Some(token) = e.fence_token else { continue };
+        if let Some(first) = seen.insert(token, e.index) {
+            out.push(violation(format!("token {token} granted at log index {first} and again at {}", e.index), vec![], vec![first, e.index]));
+        } else if let Some((top, at)) = highest.filter(|(top, _)| token <= *top) {
+            out.push(violation(
+                format!("token {token} granted at log index {} after token {top} at index {at}", e.index),
+                vec![],
+                vec![at, e.index],
+            ));
+        }
+        if highest.is_none_or(|(top, _)| token > top) {
+            highest = Some((token, e.index));
+        }
+    }
+    out
+}
+
+fn real_time_order(ops: &[Op]) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut per_resource: BTreeMap<&Resource, Vec<&Op>> = BTreeMap::new();
+    for (op, _, resource, _) in granted(ops) {
+        per_resource.entry(resource).or_default().push(op);
+    }
+    for (resource, grants) in per_resource {
+        let mut by_completion = grants.clone();
+        by_completion.sort_by(|a, b| a.complete.total_cmp(&b.complete));
+        let mut by_invocation = grants;
+        by_invocation.sort_by(|a, b| a.invoke.total_cmp(&b.invoke));
+        // Sweep: `top` is the highest token among grants completed before the current invoke.
+        let mut done = by_completion.iter().peekable();
+        let mut top: Option<&Op> = None;
+        for later in by_invocation {
+            while let Some(earlier) = done.next_if(|e| e.complete < later.invoke) {
+                if top.is_none_or(|t| earlier.fence_token > t.fence_token) {
+                    top = Some(earlier);
+                }
+            }
+            if let Some(earlier) = top.filter(|t| t.fence_token > later.fence_token) {
+                out.push(violation(
+                    format!(
+                        "on {resource}: token {} was acknowledged at {:.3}s, before an acquire invoked at {:.3}s got the lower token {}",
+                        earlier.fence_token.map_or(0, |t| t.0),
+                        earlier.complete,
+                        later.invoke,
+                        later.fence_token.map_or(0, |t| t.0)
+                    ),
+                    vec![earlier.id, later.id],
+                    vec![],
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn exclusive_grants(events: &[&Applied], disagreements: &[String]) -> Vec<Violation> {
+    let mut out: Vec<Violation> = disagreements.iter().map(|d| violation(format!("replicas disagree: {d}"), vec![], vec![])).collect();
+    let mut holder: HashMap<Resource, (SessionId, FenceToken, u64)> = HashMap::new();
+    let mut held_by: HashMap<SessionId, BTreeSet<Resource>> = HashMap::new();
+    let mut ended: HashMap<SessionId, (Change, u64)> = HashMap::new();
+    for e in events {
+        let (Some(session), index) = (e.session, e.index) else { continue };
+        match e.change {
+            Change::SessionCreated => {}
+            Change::LockAcquired => {
+                let (Some(resource), Some(token)) = (e.resource.clone(), e.fence_token) else { continue };
+                if let Some((how, at)) = ended.get(&session) {
+                    out.push(violation(
+                        format!("token {token} on {resource} granted at index {index} to session {session}, which ended ({how:?}) at index {at}"),
+                        vec![],
+                        vec![*at, index],
+                    ));
+                }
+                if let Some((s, t, at)) = holder.get(&resource) {
+                    out.push(violation(
+                        format!("token {token} on {resource} granted at index {index} while token {t} (session {s}, index {at}) was still held"),
+                        vec![],
+                        vec![*at, index],
+                    ));
+                }
+                holder.insert(resource.clone(), (session, token, index));
+                held_by.entry(session).or_default().insert(resource);
+            }
+            Change::LockReleased => {
+                let (Some(resource), Some(token)) = (e.resource.clone(), e.fence_token) else { continue };
+                release(&mut out, &mut holder, &mut held_by, session, &resource, token, index);
+            }
+            Change::SessionDeleted | Change::SessionExpired => {
+                for (resource, token) in &e.released {
+                    release(&mut out, &mut holder, &mut held_by, session, resource, *token, index);
+                }
+                for resource in held_by.remove(&session).unwrap_or_default() {
+                    let (_, token, at) = holder.remove(&resource).expect("held_by mirrors holder");
+                    out.push(violation(
+                        format!("session {session} ended ({:?}) at index {index} but kept token {token} on {resource} (granted at index {at})", e.change),
+                        vec![],
+                        vec![at, index],
+                    ));
+                }
+                ended.entry(session).or_insert((e.change, index));
+            }
+        }
+    }
+    out
+}
+
+/// Ends the grant (`session`, `resource`, `token`), which must be the one held.
+fn release(
+    out: &mut Vec<Violation>,
+    holder: &mut HashMap<Resource, (SessionId, FenceToken, u64)>,
+    held_by: &mut HashMap<SessionId, BTreeSet<Resource>>,
+    session: SessionId,
+    resource: &Resource,
+    token: FenceToken,
+    index: u64,
+) {
+    match holder.get(resource) {
+        Some((s, t, _)) if (*s, *t) == (session, token) => {
+            holder.remove(resource);
+            if let Some(held) = held_by.get_mut(&session) {
+                held.remove(resource);
+            }
+        }
+        other => out.push(violation(
+            format!("index {index} released token {token} on {resource} of session {session}, but the holder was {other:?}"),
+            vec![],
+            other.map(|(_, _, at)| vec![*at, index]).unwrap_or_else(|| vec![index]),
+        )),
+    }
+}
+
+fn nothing_lost(ev: &Evidence, events: &[&Applied]) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let fin = &ev.final_state;
+    // Indexes, so that each acknowledged operation is checked in constant time.
+    let mut history: HashSet<(Change, SessionId, Option<Resource>, Option<FenceToken>)> = HashSet::new();
+    for e in events {
+        let Some(session) = e.session else { continue };
+        history.insert((e.change, session, None, None));
+        history.insert((e.change, session, e.resource.clone(), e.fence_token));
+    }
+    let expired: HashSet<SessionId> =
+        events.iter().filter(|e| e.change == Change::SessionExpired).filter_map(|e| e.session).collect();
+    let mut delete_attempted: HashSet<SessionId> = HashSet::new();
+    let mut release_attempted: HashSet<(SessionId, Resource, FenceToken)> = HashSet::new();
+    for o in ev.ops.iter().filter(|o| o.may_have_applied()) {
+        match (o.kind, o.session, &o.resource, o.fence_token) {
+            (OpKind::DeleteSession, Some(s), _, _) => {
+                delete_attempted.insert(s);
+            }
+            (OpKind::Release, Some(s), Some(r), Some(t)) => {
+                release_attempted.insert((s, r.clone(), t));
+            }
+            _ => {}
+        }
+    }
+    let final_session = |s: &SessionId| fin.sessions.get(s).copied().unwrap_or(SessionFinal::Absent);
+    let final_holder = |r: &Resource| fin.locks.get(r).cloned().flatten();
+    for op in ev.ops.iter().filter(|o| o.ok()) {
+        let Some(session) = op.session else { continue };
+        let (change, key, lost) = match (op.kind, op.resource.clone(), op.fence_token) {
+            (OpKind::CreateSession, _, _) => {
+                // An expired session is forgotten an hour after its expiry, so only runs of over
+                // an hour see one gone that way.
+                let lost = final_session(&session) == SessionFinal::Absent
+                    && !delete_attempted.contains(&session)
+                    && !expired.contains(&session);
+                let message = format!("session {session} was created but is gone at the end, neither deleted nor expired");
+                (Change::SessionCreated, (None, None), lost.then_some(message))
+            }
+            (OpKind::DeleteSession, _, _) => {
+                let now = final_session(&session);
+                let message = format!("session {session} was deleted but is {now:?} at the end");
+                (Change::SessionDeleted, (None, None), (now != SessionFinal::Absent).then_some(message))
+            }
+            (OpKind::Acquire, Some(resource), Some(token)) => {
+                let explained = final_holder(&resource) == Some((session, token))
+                    || release_attempted.contains(&(session, resource.clone(), token))
+                    || delete_attempted.contains(&session)
+                    || expired.contains(&session)
+                    || !fin.locks.contains_key(&resource);
+                let message = format!(
+                    "token {token} on {resource} of session {session} is not held at the end, and no release, delete or expiry explains it"
+                );
+                (Change::LockAcquired, (Some(resource), Some(token)), (!explained).then_some(message))
+            }
+            (OpKind::Release, Some(resource), Some(token)) => {
+                let still = final_holder(&resource) == Some((session, token));
+                let message = format!("token {token} on {resource} was released but is still held at the end");
+                (Change::LockReleased, (Some(resource), Some(token)), still.then_some(message))
+            }
+            _ => continue,
+        };
+        if let Some(message) = lost {
+            out.push(violation(message, vec![op.id], vec![]));
+        }
+        if !history.contains(&(change, session, key.0, key.1)) {
+            out.push(violation(
+                format!("acknowledged {} of session {session} is not in the replicated history", op.kind.name()),
+                vec![op.id],
+                vec![],
+            ));
+        }
+    }
+    // Locks held at the end come from grants in the history.
+    for (resource, held) in &fin.locks {
+        let Some((session, token)) = held else { continue };
+        if !history.contains(&(Change::LockAcquired, *session, Some(resource.clone()), Some(*token))) {
+            out.push(violation(format!("{resource} is held at the end by token {token} of {session}, which was never granted"), vec![], vec![]));
+        }
+    }
+    let returned = granted(&ev.ops).map(|(op, _, _, t)| (t, op.id)).max();
+    if let Some((top, id)) = returned.filter(|(t, _)| t.0 > fin.fence_counter) {
+        out.push(violation(format!("token {top} was returned but the final fence counter is {}", fin.fence_counter), vec![id], vec![]));
+    }
+    let tokens: BTreeSet<u64> =
+        events.iter().filter(|e| e.change == Change::LockAcquired).filter_map(|e| e.fence_token.map(|t| t.0)).collect();
+    let missing: Vec<u64> = (1..=fin.fence_counter).filter(|t| !tokens.contains(t)).collect();
+    if !missing.is_empty() {
+        out.push(violation(
+            format!(
+                "{} tokens up to the final counter {} have no grant in the replicated history, e.g. {:?}",
+                missing.len(),
+                fin.fence_counter,
+                &missing[..missing.len().min(10)]
+            ),
+            vec![],
+            vec![],
+        ));
+    }
+    if let Some(top) = tokens.iter().max().filter(|t| **t > fin.fence_counter) {
+        out.push(violation(format!("token {top} was granted but the final fence counter is {}", fin.fence_counter), vec![], vec![]));
+    }
+    out
+}
+
+fn no_false_expiry(ev: &Evidence, events: &[&Applied], margin: f64) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let timeouts: HashMap<SessionId, u64> = events
+        .iter()
+        .filter(|e| e.change == Change::SessionCreated)
+        .filter_map(|e| Some((e.session?, e.timeout_secs?)))
+        .chain(ev.ops.iter().filter(|o| o.kind == OpKind::CreateSession).filter_map(|o| Some((o.session?, o.timeout_secs?))))
+        .collect();
+    // The latest acknowledged lease-giving operation of each session: creation or keepalive.
+    let mut latest: HashMap<SessionId, &Op> = HashMap::new();
+    for op in ev.ops.iter().filter(|o| o.ok() && matches!(o.kind, OpKind::CreateSession | OpKind::Keepalive)) {
+        let Some(session) = op.session else { continue };
+        let entry = latest.entry(session).or_insert(op);
+        if op.invoke > entry.invoke {
+            *entry = op;
+        }
+    }
+    for e in events.iter().filter(|e| e.change == Change::SessionExpired) {
+        let Some(session) = e.session else { continue };
+        let (Some(op), Some(timeout)) = (latest.get(&session), timeouts.get(&session)) else { continue };
+        let expired_at = e.at - ev.started_unix;
+        let lease_left = op.invoke + *timeout as f64 - expired_at;
+        if lease_left > margin {
+            out.push(violation(
+                format!(
+                    "session {session} (timeout {timeout}s) expired at {expired_at:.3}s (index {}), but its {} invoked at {:.3}s was acknowledged: {lease_left:.3}s of lease were left",
+                    e.index,
+                    op.kind.name(),
+                    op.invoke
+                ),
+                vec![op.id],
+                vec![e.index],
+            ));
+        }
+    }
+    out
+}
+
+fn nothing_refused_applied(ops: &[Op], events: &[&Applied]) -> Vec<Violation> {
+    let mut acquires: HashSet<(SessionId, &Resource)> = HashSet::new();
+    let mut releases: HashSet<(SessionId, &Resource, FenceToken)> = HashSet::new();
+    let mut deletes: HashSet<SessionId> = HashSet::new();
+    for o in ops.iter().filter(|o| o.may_have_applied()) {
+        match (o.kind, o.session, &o.resource) {
+            (OpKind::Acquire, Some(s), Some(r)) => {
+                acquires.insert((s, r));
+            }
+            (OpKind::Release, Some(s), Some(r)) => {
+                if let Some(t) = o.fence_token {
+                    releases.insert((s, r, t));
+                }
+            }
+            (OpKind::DeleteSession, Some(s), _) => {
+                deletes.insert(s);
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for e in events {
+        let Some(session) = e.session else { continue };
+        let matched = match (e.change, &e.resource, e.fence_token) {
+            (Change::LockAcquired, Some(r), _) => acquires.contains(&(session, r)),
+            (Change::LockReleased, Some(r), Some(t)) => releases.contains(&(session, r, t)),
+            (Change::SessionDeleted, _, _) => deletes.contains(&session),
+            _ => continue,
+        };
+        if !matched {
+            let refused: Vec<usize> = ops
+                .iter()
+                .filter(|o| o.session == Some(session) && o.outcome == Outcome::Fail && o.resource == e.resource)
+                .filter(|o| matches!((e.change, o.kind), (Change::LockAcquired, OpKind::Acquire) | (Change::LockReleased, OpKind::Release) | (Change::SessionDeleted, OpKind::DeleteSession)))
+                .map(|o| o.id)
+                .collect();
+            out.push(violation(
+                format!(
+                    "{:?} of session {session}{} at index {} matches no attempt that was acknowledged or unknown ({} refused attempts)",
+                    e.change,
+                    e.resource.as_ref().map(|r| format!(" on {r}")).unwrap_or_default(),
+                    e.index,
+                    refused.len()
+                ),
+                refused,
+                vec![e.index],
+            ));
+        }
+    }
+    out
+}
+
+fn liveness(fin: &FinalState, bound: f64) -> Vec<Violation> {
+    match fin.liveness {
+        Some(s) if s <= bound => vec![],
+        Some(s) => vec![violation(format!("the first write after the last heal succeeded only after {s:.2}s (bound {bound}s)"), vec![], vec![])],
+        None => vec![violation(format!("no write succeeded within {bound}s of the last heal"), vec![], vec![])],
+    }
+}
+
+/// Counts of operations by kind and outcome.
+pub fn tally(ops: &[Op]) -> BTreeMap<OpKind, BTreeMap<Outcome, usize>> {
+    let mut t: BTreeMap<OpKind, BTreeMap<Outcome, usize>> = BTreeMap::new();
+    for op in ops {
+        *t.entry(op.kind).or_default().entry(op.outcome).or_default() += 1;
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+//! The report of a run: a human summary on stdout and the same facts, with every violation's
+//! operations and a timeline, as a JSON file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::check::{tally, CheckResult, Evidence, Limits, SessionFinal};
+use crate::events::{Change, Replicated};
+use crate::history::{Op, OpKind, Outcome};
+use crate::nemesis::FaultRecord;
+
+/// At most this many violations per check are written out with their operations.
+const VIOLATIONS_SHOWN: usize = 50;
+
+/// The whole run, as reported.
+pub struct Report<'a> {
+    pub seed: u64,
+    pub command: String,
+    pub settings: Value,
+    pub duration_secs: f64,
+    pub evidence: &'a Evidence,
+    pub replicated: &'a Replicated,
+    pub faults: &'a [FaultRecord],
+    pub results: &'a [CheckResult],
+    pub limits: Limits,
+    /// Seconds since the run started when the last fault was healed.
+    pub final_heal: f64,
+}
+
+#[derive(Serialize)]
+struct TimelineEntry {
+    /// Seconds since the run started.
+    t: f64,
+    what: String,
+}
+
+impl Report<'_> {
+    pub fn passed(&self) -> bool {
+        self.results.iter().all(|r| r.violations.is_empty())
+    }
+
+    fn by_outcome(&self) -> BTreeMap<Outcome, usize> {
+        let mut out = BTreeMap::new();
+        for op in self.evidence.ops.iter().filter(|o| o.kind != OpKind::StoreWrite) {
+            *out.entry(op.outcome).or_default() += 1;
+        }
+        out
+    }
+
+    /// Why operations did not succeed: per kind, the error code (or transport failure).
+    fn errors(&self) -> BTreeMap<&'static str, BTreeMap<String, usize>> {
+        let mut out: BTreeMap<&'static str, BTreeMap<String, usize>> = BTreeMap::new();
+        for op in self.evidence.ops.iter().filter(|o| o.outcome != Outcome::Ok) {
+            let why = op.error.clone().unwrap_or_else(|| format!("status {:?}", op.status));
+            let why = if why.starts_with("transport") { "transport error".to_string() } else { why };
+            *out.entry(op.kind.name()).or_default().entry(why).or_default() += 1;
+        }
+        out
+    }
+
+    fn faults_by_kind(&self) -> BTreeMap<&'static str, usize> {
+        let mut out = BTreeMap::new();
+        for f in self.faults {
+            *out.entry(f.kind.name()).or_default() += 1;
+        }
+        out
+    }
+
+    fn timeline(&self) -> Vec<TimelineEntry> {
+        let mut out = Vec::new();
+        for f in self.faults {
+            out.push(TimelineEntry { t: f.start, what: format!("fault {}: {}", f.kind.name(), f.what) });
+            let recovered = f.recovered_after.map_or("no write within the bound".to_string(), |s| format!("a write succeeded {s:.2}s later"));
+            out.push(TimelineEntry { t: f.healed, what: format!("healed {}; {recovered}", f.kind.name()) });
+        }
+        out.push(TimelineEntry { t: self.final_heal, what: "final heal: every node running, no cuts".into() });
+        // Each node announces a leader change; keep the first announcement of each.
+        let mut announced = std::collections::BTreeSet::new();
+        for n in &self.replicated.notes {
+            if n.what.starts_with("leader_changed") && announced.insert(n.what.clone()) {
+                out.push(TimelineEntry { t: n.at - self.evidence.started_unix, what: format!("node {} saw {}", n.node, n.what) });
+            }
+        }
+        out.sort_by(|a, b| a.t.total_cmp(&b.t));
+        out
+    }
+
+    /// Operations completed per second of the run, by outcome (store writes left out).
+    fn throughput(&self) -> Vec<Value> {
+        let mut seconds: BTreeMap<u64, BTreeMap<Outcome, usize>> = BTreeMap::new();
+        for op in self.evidence.ops.iter().filter(|o| o.kind != OpKind::StoreWrite) {
+            *seconds.entry(op.complete as u64).or_default().entry(op.outcome).or_default() += 1;
+        }
+        seconds.into_iter().map(|(s, by)| json!({"second": s, "ok": by.get(&Outcome::Ok).copied().unwrap_or(0), "fail": by.get(&Outcome::Fail).copied().unwrap_or(0), "unknown": by.get(&Outcome::Unknown).copied().unwrap_or(0)})).collect()
+    }
+
+    pub fn to_json(&self) -> Value {
+        let ops: &[Op] = &self.evidence.ops;
+        let by_kind: BTreeMap<&str, BTreeMap<Outcome, usize>> = tally(ops).into_iter().map(|(k, v)| (k.name(), v)).collect();
+        let fin = &self.evidence.final_state;
+        let mut sessions: BTreeMap<SessionFinal, usize> = BTreeMap::new();
+        for s in fin.sessions.values() {
+            *sessions.entry(*s).or_default() += 1;
+        }
+        let checks: Vec<Value> = self
+            .results
+            .iter()
+            .map(|r| {
+                json!({
+                    "number": r.number,
+                    "name": r.name,
+                    "violations": r.violations.len(),
+                    "details": r.violations.iter().take(VIOLATIONS_SHOWN).map(|v| json!({
+                        "message": v.message,
+                        "log_indexes": v.indexes,
+                        "operations": v.ops.iter().filter_map(|id| ops.get(*id)).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let highest_index = self.replicated.events.iter().map(|e| e.index).max();
+        let mut by_change: BTreeMap<Change, usize> = BTreeMap::new();
+        for e in &self.replicated.events {
+            *by_change.entry(e.change).or_default() += 1;
+        }
+        json!({
+            "passed": self.passed(),
+            "seed": self.seed,
+            "command": self.command,
+            "settings": self.settings,
+            "limits": self.limits,
+            "duration_secs": self.duration_secs,
+            "operations": {
+                "total": ops.iter().filter(|o| o.kind != OpKind::StoreWrite).count(),
+                "by_outcome": self.by_outcome(),
+                "by_kind": by_kind,
+                "not_ok_by_reason": self.errors(),
+            },
+            "faults": {
+                "total": self.faults.len(),
+                "by_kind": self.faults_by_kind(),
+                "max_recovery_secs": self.faults.iter().filter_map(|f| f.recovered_after).fold(0.0, f64::max),
+                "injected": self.faults,
+            },
+            "replicated_history": {
+                "events": self.replicated.events.len(),
+                "by_type": by_change,
+                "highest_index": highest_index,
+                "events_per_node": self.replicated.per_node,
+                "stream_connections_per_node": self.replicated.connections,
+            },
+            "final_state": {
+                "fence_counter": fin.fence_counter,
+                "locks": fin.locks,
+                "sessions": sessions,
+                "liveness_secs": fin.liveness,
+            },
+            "checks": checks,
+            "timeline": self.timeline(),
+            "throughput": self.throughput(),
+        })
+    }
+
+    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+        std::fs::write(path, serde_json::to_vec_pretty(&self.to_json())?)?;
+        Ok(())
+    }
+
+    /// The human summary.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let count = |m: &BTreeMap<Outcome, usize>, o| m.get(&o).copied().unwrap_or(0);
+        let by = self.by_outcome();
+        let total: usize = by.values().sum();
+        s += &format!("\n== lock.io chaos run: seed {}, {:.0}s\n", self.seed, self.duration_secs);
+        s += &format!(
+            "operations: {total} (ok {}, failed {}, unknown {})\n",
+            count(&by, Outcome::Ok),
+            count(&by, Outcome::Fail),
+            count(&by, Outcome::Unknown)
+        );
+        for (kind, outcomes) in tally(&self.evidence.ops) {
+            s += &format!(
+                "  {:<15} ok {:>7}  failed {:>6}  unknown {:>5}\n",
+                kind.name(),
+                count(&outcomes, Outcome::Ok),
+                count(&outcomes, Outcome::Fail),
+                count(&outcomes, Outcome::Unknown)
+            );
+        }
+        for (kind, reasons) in self.errors() {
+            let reasons: Vec<String> = reasons.iter().map(|(why, n)| format!("{why} {n}")).collect();
+            s += &format!("    {kind} not ok: {}\n", reasons.join(", "));
+        }
+        let kinds: Vec<String> = self.faults_by_kind().iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let worst = self.faults.iter().filter_map(|f| f.recovered_after).fold(0.0, f64::max);
+        s += &format!("faults: {} ({}); slowest recovery after a heal {worst:.2}s\n", self.faults.len(), kinds.join(", "));
+        let fin = &self.evidence.final_state;
+        let expired = self.replicated.events.iter().filter(|e| e.change == Change::SessionExpired).count();
+        s += &format!(
+            "replicated history: {} events ({expired} session expiries) up to log index {}; final fence counter {}; write after the last heal in {}\n",
+            self.replicated.events.len(),
+            self.replicated.events.iter().map(|e| e.index).max().unwrap_or(0),
+            fin.fence_counter,
+            fin.liveness.map_or("(none)".to_string(), |l| format!("{l:.2}s"))
+        );
+        s += "checks:\n";
+        for r in self.results {
+            s += &format!("  {}. {:<45} {} violations\n", r.number, r.name, r.violations.len());
+            for v in r.violations.iter().take(5) {
+                s += &format!("       - {}\n", v.message);
+            }
+        }
+        s += &format!("result: {}\n", if self.passed() { "PASS (0 violations)" } else { "FAIL" });
+        s
+    }
+}

@@ -5,7 +5,8 @@
 //! the run and reconnects whenever a stream ends (a node was killed and restarted), so together
 //! the streams cover every applied change even though each node keeps only its last 500 events
 //! for a new subscriber, and even though a restarted node re-emits what it replays. Events are
-//! deduplicated by (index, type, session, resource); the same key reported differently by two
+//! deduplicated by (index, position): one entry carries a batch of commands, and `position`
+//! orders its changes the same way on every node. The same key reported differently by two
 //! nodes is a disagreement between replicas, kept for the checker.
 //!
 //! Observing only: nothing the collector sees steers the workload or the nemesis.
@@ -40,6 +41,8 @@ pub enum Change {
 pub struct Applied {
     /// The Raft log index of the entry that made the change.
     pub index: u64,
+    /// The change's place among those of its entry.
+    pub position: u32,
     pub change: Change,
     /// The leader's time stamp of the command, Unix seconds.
     pub at: f64,
@@ -52,12 +55,13 @@ pub struct Applied {
     pub released: Vec<(Resource, FenceToken)>,
 }
 
-/// Deduplication key: one entry can expire several sessions, so the index alone is not enough.
-pub type Key = (u64, Change, Option<SessionId>, Option<Resource>);
+/// Deduplication key and order: an entry can make several changes, so the index alone is not
+/// enough.
+pub type Key = (u64, u32);
 
 impl Applied {
     pub fn key(&self) -> Key {
-        (self.index, self.change, self.session, self.resource.clone())
+        (self.index, self.position)
     }
 }
 
@@ -115,6 +119,7 @@ pub fn parse(v: &Value) -> Option<Parsed> {
         .unwrap_or_default();
     Some(Parsed::Applied(Applied {
         index: v["index"].as_u64()?,
+        position: v["position"].as_u64().unwrap_or(0) as u32,
         change,
         at,
         session: session(v),
@@ -330,6 +335,7 @@ mod tests {
         let mut seen = Seen::default();
         let event = |token| Applied {
             index: 5,
+            position: 0,
             change: Change::LockAcquired,
             at: 1.0,
             session: SessionId::parse("916ef6ea-9040-43ce-a3d2-ca0e086986ab"),

@@ -35,6 +35,7 @@ fn o(kind: OpKind, s: u128, r: Option<&str>, token: Option<u64>, invoke: f64, co
 fn e(index: u64, change: Change, at: f64, s: u128, r: Option<&str>, token: Option<u64>, released: &[(&str, u64)]) -> Applied {
     Applied {
         index,
+        position: 0,
         change,
         at,
         session: Some(sid(s)),
@@ -210,4 +211,27 @@ fn the_expiry_margin_forgives_clock_reading_differences_only() {
     let mut ev = clean();
     add_op(&mut ev, o(Keepalive, C, None, None, 12.0, 14.0, Unknown));
     assert_eq!(counts(&ev)[4], (5, 0));
+}
+
+#[test]
+fn changes_batched_into_one_entry_are_ordered_by_position() {
+    // The leader put A's release and B's acquire of `r` into one log entry, in that order.
+    let batched = |release_first: bool| {
+        let mut ev = clean();
+        for event in &mut ev.events {
+            if event.index == 5 {
+                event.index = 4;
+                event.position = if release_first { 1 } else { 0 };
+            } else if event.index == 4 {
+                event.position = if release_first { 0 } else { 1 };
+            }
+        }
+        ev
+    };
+    let results = check(&batched(true), LIMITS);
+    for r in &results {
+        assert!(r.violations.is_empty(), "check {} ({}): {:#?}", r.number, r.name, r.violations);
+    }
+    // The same two changes in the other order would be a grant of a held lock.
+    assert!(counts(&batched(false)).iter().any(|(n, v)| *n == 3 && *v > 0));
 }

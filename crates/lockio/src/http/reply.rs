@@ -197,7 +197,7 @@ fn grants(released: &[Grant]) -> Value {
 /// An event of the stream (`GET /events`) as JSON: `type`, `at`, and what it is about.
 pub fn event(e: &Event) -> Value {
     let mut body = match &e.what {
-        What::Applied { index, change } => {
+        What::Applied { index, position, change } => {
             let mut body = match change {
                 Change::SessionCreated { session_id, client_id, timeout } => json!({
                     "type": "session_created", "session_id": session_id.to_string(),
@@ -218,6 +218,7 @@ pub fn event(e: &Event) -> Value {
                 }),
             };
             body["index"] = json!(index);
+            body["position"] = json!(position);
             body
         }
         What::LeaderChanged { leader_id, term } => json!({"type": "leader_changed", "leader_id": leader_id, "term": term}),

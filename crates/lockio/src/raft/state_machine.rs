@@ -144,7 +144,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 outcomes.push(outcome);
             }
         }
+        let mut position = 0u32;
+        let mut last_index = None;
         for (index, event) in events {
+            position = if last_index == Some(index) { position + 1 } else { 0 };
+            last_index = Some(index);
             // Expiries matter to an operator reading the log; the rest is in the event stream
             // and the metrics, and logging every grant would cost more than granting it.
             if matches!(event.change, Change::SessionExpired { .. }) {
@@ -153,7 +157,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 tracing::debug!(index, change = ?event.change, "applied");
             }
             crate::metrics::applied(&event.change);
-            self.events.publish(event.at, What::Applied { index, change: event.change });
+            self.events.publish(event.at, What::Applied { index, position, change: event.change });
         }
         Ok(outcomes)
     }

@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
+use super::batching::run_batches;
 use super::{proposes, Forwarded, Reply, ServiceError};
 use crate::transport::{path, CallError, PeerClient};
 
@@ -62,26 +63,15 @@ impl Forwarder {
     }
 }
 
-async fn run_lane(peers: PeerClient, addr: String, mut rx: mpsc::Receiver<Job>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let Some(first) = rx.recv().await else { return };
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
+async fn run_lane(peers: PeerClient, addr: String, rx: mpsc::Receiver<Job>) {
+    run_batches(rx, IN_FLIGHT, MAX_BATCH, move |jobs| {
         let (peers, addr) = (peers.clone(), addr.clone());
-        tokio::spawn(async move {
+        async move {
             let budget = jobs.iter().map(|j| j.forwarded.budget_ms).max().unwrap_or(0);
             let (batch, replies): (Vec<Forwarded>, Vec<oneshot::Sender<Answer>>) =
                 jobs.into_iter().map(|j| (j.forwarded, j.reply)).unzip();
             let proposing: Vec<bool> = batch.iter().map(|f| proposes(&f.request)).collect();
             let answers = peers.call::<_, Vec<Answer>>(&addr, path::FORWARD, &batch, Duration::from_millis(budget)).await;
-            drop(slot);
             match answers {
                 Ok(answers) if answers.len() == replies.len() => {
                     for (reply, answer) in replies.into_iter().zip(answers) {
@@ -101,6 +91,7 @@ async fn run_lane(peers: PeerClient, addr: String, mut rx: mpsc::Receiver<Job>) 
                     }
                 }
             }
-        });
-    }
+        }
+    })
+    .await
 }

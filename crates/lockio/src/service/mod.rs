@@ -11,6 +11,7 @@
 //! Session expiry (`expiry`) and the lease table (`leases`) live here too: only the leader
 //! decides that a session expired, on its monotonic clock, and proposes the expiry as a command.
 
+mod batching;
 mod cluster;
 mod expiry;
 mod forwarder;

@@ -6,12 +6,11 @@
 //! once, with a batch of one; under heavy load the requests that arrive while earlier batches
 //! are in flight form the next one. Each command still gets its own outcome, in order.
 
-use std::sync::Arc;
-
 use lockio_core::{Command, Outcome};
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
+use super::batching::run_batches;
 use super::ServiceError;
 use crate::raft::{LogCommand, LogOutcome, Raft};
 
@@ -33,47 +32,33 @@ pub struct Proposer {
 impl Proposer {
     pub fn start(raft: Raft) -> Proposer {
         // Bounded: a flood of requests waits to enqueue rather than growing without limit.
-        let (queue, mut rx) = mpsc::channel::<(Command, Reply)>(8192);
-        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-        tokio::spawn(async move {
-            loop {
-                let Ok(slot) = slots.clone().acquire_owned().await else { return };
-                let Some(first) = rx.recv().await else { return };
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
+        let (queue, rx) = mpsc::channel::<(Command, Reply)>(8192);
+        tokio::spawn(run_batches(rx, IN_FLIGHT, MAX_BATCH, move |batch| {
+            let raft = raft.clone();
+            async move {
+                let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
+                let count = commands.len();
+                crate::metrics::proposal_batch(count);
+                match write(&raft, commands).await {
+                    Ok(outcomes) if outcomes.len() == count => {
+                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                            let _ = reply.send(Ok(outcome));
+                        }
+                    }
+                    Ok(outcomes) => {
+                        tracing::error!(count, got = outcomes.len(), "a batch applied with the wrong number of outcomes");
+                        for reply in replies {
+                            let _ = reply.send(Err(ServiceError::Internal));
+                        }
+                    }
+                    Err(e) => {
+                        for reply in replies {
+                            let _ = reply.send(Err(e.clone()));
+                        }
                     }
                 }
-                let raft = raft.clone();
-                tokio::spawn(async move {
-                    let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
-                    let count = commands.len();
-                    crate::metrics::proposal_batch(count);
-                    let result = write(&raft, commands).await;
-                    drop(slot);
-                    match result {
-                        Ok(outcomes) if outcomes.len() == count => {
-                            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                                let _ = reply.send(Ok(outcome));
-                            }
-                        }
-                        Ok(outcomes) => {
-                            tracing::error!(count, got = outcomes.len(), "a batch applied with the wrong number of outcomes");
-                            for reply in replies {
-                                let _ = reply.send(Err(ServiceError::Internal));
-                            }
-                        }
-                        Err(e) => {
-                            for reply in replies {
-                                let _ = reply.send(Err(e.clone()));
-                            }
-                        }
-                    }
-                });
             }
-        });
+        }));
         Proposer { queue }
     }
 

@@ -6,12 +6,12 @@
 //! confirmation always postdates the caller's arrival. Linearizable reads and keepalives share
 //! it; under load one heartbeat round serves hundreds of callers.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, RaftError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
+use super::batching::run_batches;
 use super::ServiceError;
 use crate::raft::{NodeId, Raft};
 
@@ -32,33 +32,23 @@ impl ReadBarrier {
     /// majority fails callers instead of holding them.
     pub fn start(raft: Raft, round_timeout: Duration) -> ReadBarrier {
         // Bounded: past this many queued callers, new ones wait to enqueue (backpressure).
-        let (tx, mut rx) = mpsc::channel::<Waiter>(8192);
-        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-        tokio::spawn(async move {
-            loop {
-                let Ok(slot) = slots.clone().acquire_owned().await else { return };
-                let Some(first) = rx.recv().await else { return };
-                let mut batch = vec![first];
-                while let Ok(next) = rx.try_recv() {
-                    batch.push(next);
+        let (tx, rx) = mpsc::channel::<Waiter>(8192);
+        tokio::spawn(run_batches(rx, IN_FLIGHT, usize::MAX, move |batch| {
+            let raft = raft.clone();
+            async move {
+                let result = match tokio::time::timeout(round_timeout, raft.ensure_linearizable()).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(confirm_error(e)),
+                    Err(_) => Err(ServiceError::Unavailable {
+                        reason: "the leader could not reach a majority in time".into(),
+                        outcome_unknown: false,
+                    }),
+                };
+                for waiter in batch {
+                    let _ = waiter.send(result.clone());
                 }
-                let raft = raft.clone();
-                tokio::spawn(async move {
-                    let result = match tokio::time::timeout(round_timeout, raft.ensure_linearizable()).await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err(e)) => Err(confirm_error(e)),
-                        Err(_) => Err(ServiceError::Unavailable {
-                            reason: "the leader could not reach a majority in time".into(),
-                            outcome_unknown: false,
-                        }),
-                    };
-                    drop(slot);
-                    for waiter in batch {
-                        let _ = waiter.send(result.clone());
-                    }
-                });
             }
-        });
+        }));
         ReadBarrier { waiters: tx }
     }
 

@@ -46,11 +46,13 @@ pub enum Command {
     /// Creates a session, takes the lock (retrying for up to --wait while it is held), runs CMD
     /// with LOCKIO_FENCE_TOKEN, LOCKIO_SESSION_ID and LOCKIO_RESOURCE set while keeping the
     /// session alive, passes SIGINT, SIGTERM and SIGHUP on to CMD, then releases the lock,
-    /// deletes the session and exits with CMD's status (128+N if signal N ended it).
+    /// deletes the session and exits with CMD's status (128+N if signal N ended it). CMD runs in
+    /// a process group of its own (unless stdin is a terminal); signals go to the whole group,
+    /// and what CMD leaves running there is stopped before the lock is released.
     ///
     /// If the session is lost while CMD runs (no keepalive acknowledged within --timeout, or
-    /// the cluster expired it), CMD gets SIGTERM, then SIGKILL after --grace, and lockio exits
-    /// 125. Exits 1 if CMD never ran (lock held past --wait, cluster unavailable), 126/127 if
+    /// the cluster expired it), CMD's group gets SIGTERM, then SIGKILL after --grace, and
+    /// lockio exits 125. Exits 1 if CMD never ran (lock held past --wait, cluster unavailable), 126/127 if
     /// CMD cannot be run or found.
     Exec(ExecArgs),
 }
@@ -204,7 +206,8 @@ pub struct ExecArgs {
     #[arg(long, default_value = "0", value_parser = parse_secs)]
     pub wait: Duration,
 
-    /// After the session is lost: how long CMD has between SIGTERM and SIGKILL.
+    /// After the session is lost (or CMD exited leaving processes in its group): how long
+    /// they have between SIGTERM and SIGKILL.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     pub grace: Duration,
 

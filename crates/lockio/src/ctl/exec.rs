@@ -1,12 +1,13 @@
 //! `lockio exec`: runs a command only while this process holds a lock, and stops it when the
-//! lock is lost. Owns the child process and the signals between it, the user and the session;
-//! the session's state comes from `lockio_client::Session`.
+//! lock is lost. Owns the child process (and the process group it runs in) and the signals
+//! between it, the user and the session; the session's state comes from `lockio_client::Session`.
 //!
 //! Exit status: CMD's own (128+N if a signal N ended it) when it ran to the end under the lock;
 //! 1 when CMD never ran because the lock or the cluster could not be had; 125 when the session
 //! was lost while CMD ran (CMD got SIGTERM, then SIGKILL after `--grace`); 126/127 when CMD
 //! could not be started or found; 128+N when signal N arrived before CMD started.
 
+use std::io::IsTerminal;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -50,8 +51,8 @@ pub async fn run(client: Client, args: ExecArgs) -> i32 {
             return 128 + signo;
         }
     };
-    let child = match spawn(&args, &session, &guard) {
-        Ok(child) => child,
+    let mut job = match Job::spawn(&args, &session, &guard) {
+        Ok(job) => job,
         Err(e) => {
             close(session, Some(guard)).await;
             let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
@@ -60,8 +61,15 @@ pub async fn run(client: Client, args: ExecArgs) -> i32 {
         }
     };
     let resource = guard.resource().to_string();
-    match supervise(child, &session, &resource, &mut signals, args.grace).await {
+    match supervise(&mut job, &session, &resource, &mut signals, args.grace).await {
         Ok(Ended::Exited(status)) => {
+            // Nothing CMD started may outlive the lock: what is left of its group goes first.
+            if job.group_alive() {
+                eprintln!("lockio: CMD exited, leaving processes in its process group {}; sending them SIGTERM", job.pid);
+                if let Err(e) = job.stop(args.grace).await {
+                    eprintln!("lockio: warning: stopping CMD's process group: {e}");
+                }
+            }
             // A child that exited at the moment the session was lost may have run unprotected.
             if let SessionState::Expired(why) = session.state() {
                 eprintln!("lockio: lost the lock on {resource} as CMD exited: session {} expired ({why})", session.id());
@@ -98,13 +106,87 @@ async fn acquire(session: &Session, resource: &str, wait: Duration) -> Result<Lo
     }
 }
 
-fn spawn(args: &ExecArgs, session: &Session, guard: &LockGuard) -> std::io::Result<Child> {
-    Command::new(&args.command[0])
-        .args(&args.command[1..])
-        .env("LOCKIO_FENCE_TOKEN", guard.fence_token().to_string())
-        .env("LOCKIO_SESSION_ID", session.id().to_string())
-        .env("LOCKIO_RESOURCE", guard.resource().as_str())
-        .spawn()
+/// CMD's processes. When this process's stdin is not a terminal, CMD runs in a process group
+/// of its own and every signal goes to the whole group, so whatever CMD starts stops with it.
+/// From a terminal CMD stays in the terminal's foreground group (so it can read the terminal,
+/// and Ctrl-C reaches it directly), and only CMD itself is signalled.
+struct Job {
+    child: Child,
+    /// CMD's pid, and its process group's id when `own_group`.
+    pid: libc::pid_t,
+    own_group: bool,
+    /// CMD's status once it has been reaped.
+    exited: Option<ExitStatus>,
+}
+
+impl Job {
+    fn spawn(args: &ExecArgs, session: &Session, guard: &LockGuard) -> std::io::Result<Job> {
+        let own_group = !std::io::stdin().is_terminal();
+        let mut command = Command::new(&args.command[0]);
+        command
+            .args(&args.command[1..])
+            .env("LOCKIO_FENCE_TOKEN", guard.fence_token().to_string())
+            .env("LOCKIO_SESSION_ID", session.id().to_string())
+            .env("LOCKIO_RESOURCE", guard.resource().as_str());
+        if own_group {
+            command.process_group(0);
+        }
+        let child = command.spawn()?;
+        let pid = child.id().expect("a child just spawned has a pid") as libc::pid_t;
+        Ok(Job { child, pid, own_group, exited: None })
+    }
+
+    /// Waits for CMD itself (cancel safe; the status is kept once reaped).
+    async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        if let Some(status) = self.exited {
+            return Ok(status);
+        }
+        let status = self.child.wait().await?;
+        self.exited = Some(status);
+        Ok(status)
+    }
+
+    /// Sends `signo` to CMD's process group, or to CMD alone when it shares ours (and only
+    /// while it has not been reaped, so that the pid is still CMD's).
+    fn signal(&self, signo: i32) {
+        if self.own_group {
+            // SAFETY: kill(2) on the process group CMD created; a group's id is not reused while
+            // any member is left, and when none is, the call fails with ESRCH.
+            unsafe { libc::kill(-self.pid, signo) };
+        } else if self.exited.is_none() {
+            // SAFETY: kill(2) on our own child, not yet reaped.
+            unsafe { libc::kill(self.pid, signo) };
+        }
+    }
+
+    /// Whether any process is still running in CMD's own process group (CMD included, until
+    /// it exits). Zombies do not count: an orphan's zombie waits for init, which may be slow
+    /// to reap it or never do so (in a container).
+    fn group_alive(&self) -> bool {
+        self.own_group && group_has_running_process(self.pid)
+    }
+
+    /// SIGTERM to CMD (or its group), then SIGKILL to whatever is left after `grace`.
+    async fn stop(&mut self, grace: Duration) -> std::io::Result<ExitStatus> {
+        self.signal(libc::SIGTERM);
+        let gone = tokio::time::timeout(grace, async {
+            let status = self.wait().await?;
+            while self.group_alive() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok::<_, std::io::Error>(status)
+        })
+        .await;
+        match gone {
+            Ok(status) => status,
+            Err(_) => {
+                let what = if self.own_group { format!("CMD's process group {}", self.pid) } else { format!("CMD (pid {})", self.pid) };
+                eprintln!("lockio: {what} did not exit within {}s of SIGTERM; sending SIGKILL", grace.as_secs_f64());
+                self.signal(libc::SIGKILL);
+                self.wait().await
+            }
+        }
+    }
 }
 
 enum Ended {
@@ -116,17 +198,13 @@ enum Ended {
 
 /// Waits for CMD while passing signals on to it and watching the session; stops CMD when the
 /// session is lost.
-async fn supervise(mut child: Child, session: &Session, resource: &str, signals: &mut Signals, grace: Duration) -> std::io::Result<Ended> {
-    let pid = child.id().expect("a running child has a pid") as libc::pid_t;
+async fn supervise(job: &mut Job, session: &Session, resource: &str, signals: &mut Signals, grace: Duration) -> std::io::Result<Ended> {
     let mut state = session.watch();
     let mut warned = false;
     loop {
         tokio::select! {
-            status = child.wait() => return status.map(Ended::Exited),
-            signo = signals.recv() => {
-                // SAFETY: kill(2) on our own child's pid; it has not been reaped (wait above has not returned).
-                unsafe { libc::kill(pid, signo) };
-            }
+            status = job.wait() => return status.map(Ended::Exited),
+            signo = signals.recv() => job.signal(signo),
             _ = state.changed() => match *state.borrow_and_update() {
                 SessionState::Alive if warned => {
                     warned = false;
@@ -141,26 +219,12 @@ async fn supervise(mut child: Child, session: &Session, resource: &str, signals:
                     );
                 }
                 SessionState::Expired(why) => {
-                    eprintln!("lockio: lost the lock on {resource}: session {} expired ({why}); sending SIGTERM to CMD (pid {pid})", session.id());
-                    terminate(&mut child, pid, grace).await?;
+                    eprintln!("lockio: lost the lock on {resource}: session {} expired ({why}); sending SIGTERM to CMD (pid {})", session.id(), job.pid);
+                    job.stop(grace).await?;
                     return Ok(Ended::Lost);
                 }
                 _ => {}
             },
-        }
-    }
-}
-
-/// SIGTERM, then SIGKILL if CMD has not exited after `grace`.
-async fn terminate(child: &mut Child, pid: libc::pid_t, grace: Duration) -> std::io::Result<ExitStatus> {
-    // SAFETY: kill(2) on our own child, not yet reaped.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(status) => status,
-        Err(_) => {
-            eprintln!("lockio: CMD (pid {pid}) did not exit within {}s of SIGTERM; sending SIGKILL", grace.as_secs_f64());
-            child.kill().await?;
-            child.wait().await
         }
     }
 }
@@ -183,6 +247,30 @@ async fn close(session: Session, guard: Option<LockGuard>) {
         Ok(Err(e)) => eprintln!("lockio: warning: could not delete session {id} ({e}); it expires within {}s", timeout.as_secs()),
         Err(_) => eprintln!("lockio: warning: could not delete session {id} in time; it expires within {}s", timeout.as_secs()),
     }
+}
+
+/// Whether a process other than a zombie is in process group `pgid`, from `/proc` (or, where
+/// that cannot be read, whether the group exists at all).
+fn group_has_running_process(pgid: libc::pid_t) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // SAFETY: signal 0 only checks that the group exists.
+        return unsafe { libc::kill(-pgid, 0) } == 0;
+    };
+    entries
+        .flatten()
+        .filter(|entry| entry.file_name().to_str().is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit())))
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .any(|stat| running_in_group(&stat, pgid))
+}
+
+/// From one `/proc/PID/stat` line: the process is in group `pgid` and not a zombie (or dead).
+fn running_in_group(stat: &str, pgid: libc::pid_t) -> bool {
+    // "PID (COMM) STATE PPID PGRP ...", where COMM may itself hold spaces and parentheses.
+    let Some((_, after_comm)) = stat.rsplit_once(')') else { return false };
+    let mut fields = after_comm.split_whitespace();
+    let state = fields.next();
+    let group = fields.nth(1).and_then(|g| g.parse::<libc::pid_t>().ok());
+    group == Some(pgid) && !matches!(state, Some("Z" | "X" | "x"))
 }
 
 fn exit_code(status: ExitStatus) -> i32 {
@@ -212,5 +300,19 @@ impl Signals {
             _ = self.terminate.recv() => libc::SIGTERM,
             _ = self.hangup.recv() => libc::SIGHUP,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::running_in_group;
+
+    #[test]
+    fn a_process_counts_while_it_runs_in_the_group() {
+        assert!(running_in_group("4242 (sleep) S 1 4240 4240 0 -1 4194304 99 0", 4240));
+        assert!(running_in_group("4242 (my (odd) name) R 1 4240 4240 0", 4240));
+        assert!(!running_in_group("4242 (sleep) Z 1 4240 4240 0", 4240), "a zombie");
+        assert!(!running_in_group("4242 (sleep) S 1 4241 4241 0", 4240), "another group");
+        assert!(!running_in_group("garbage", 4240));
     }
 }

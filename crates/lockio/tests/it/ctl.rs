@@ -1,6 +1,7 @@
 //! The client commands of `lockio` against a real cluster: every command's output for people
 //! and for programs, one-line errors, and `lockio exec` — mutual exclusion between concurrent
-//! runs, riding out a leader kill, losing the lock while stopped, signals and exit statuses.
+//! runs, riding out a leader kill, losing the lock while stopped, signals and exit statuses,
+//! and nothing CMD started outliving the lock.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -356,4 +357,41 @@ async fn a_session_deleted_under_exec_stops_its_command_even_one_that_ignores_si
     // would have ended it anyway.
     assert!(deleted.elapsed() < Duration::from_millis(5500), "{:?}", deleted.elapsed());
     assert!(!std::fs::read_to_string(&file).unwrap().contains("end"));
+}
+
+/// A background process CMD started, by the pid CMD noted: still running, or gone (a zombie
+/// waiting for init to reap it counts as gone).
+fn running(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_cmd_starts_in_the_background_is_stopped_before_the_lock_goes() {
+    let cluster = Cluster::start(3).await;
+    let ep = endpoints(&cluster);
+    let client = Client::new(cluster.running().iter().map(|id| cluster.base(*id))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // (CMD after starting `sleep 600 &`, whether its session is deleted under it, exit status, stderr)
+    let table = [
+        ("wait", true, 125, "lockio: lost the lock on shared: session "),
+        ("exit 0", false, 0, "lockio: CMD exited, leaving processes in its process group "),
+    ];
+    for (then, delete, expected, says) in table {
+        let file = dir.path().join(format!("started-{expected}"));
+        let script = format!(r#"sleep 600 & echo "started $! $LOCKIO_SESSION_ID" >> {}; {then}"#, file.display());
+        let exec = lockio(&ep, &["exec", "shared", "--timeout", "6", "--grace", "1", "--", "sh", "-c", &script]).stderr(Stdio::piped()).spawn().unwrap();
+        let line = wait_for_line(&file, "started").await;
+        let fields: Vec<&str> = line.split(' ').collect();
+        let background: libc::pid_t = fields[1].parse().unwrap();
+        if delete {
+            let (code, _, err) = run(&ep, &["session", "delete", fields[2]]).await;
+            assert_eq!(code, 0, "{err}");
+        }
+        let (code, err) = finish(exec, Duration::from_secs(20)).await;
+        assert_eq!(code, expected, "{then}: {err}");
+        assert!(err.contains(says), "{then}: {err}");
+        assert!(!running(background), "{then}: the background `sleep` (pid {background}) outlived lockio exec: {err}");
+        assert!(client.lock_status("shared").await.unwrap().holder.is_none(), "{then}: released");
+    }
 }

@@ -227,3 +227,34 @@ async fn a_follower_behind_a_compacted_log_catches_up_through_a_snapshot() {
     let lagger_status = status(&cluster.base(lagger)).await.unwrap();
     assert!(lagger_status["snapshot_index"].as_u64().unwrap_or(0) >= purged, "{lagger_status}");
 }
+
+/// A disk replaced under a follower: the node comes back with an empty data directory, as
+/// itself. The leader must keep leading (openraft's default is to panic the leader when a
+/// follower's log goes backwards) and bring the node back up to date.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_that_lost_its_data_rejoins_and_the_leader_keeps_leading() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.wait_for_leader().await;
+    let base = cluster.base(leader);
+    let term = status(&base).await.unwrap()["term"].as_u64().unwrap();
+    let before = create_session(&base, "before-the-wipe", 3600).await;
+    assert_eq!(acquire(&base, &before, "kept").await.status, 201);
+    let wiped = cluster.running().into_iter().find(|id| *id != leader).unwrap();
+    converged(&cluster).await;
+
+    cluster.kill(wiped);
+    std::fs::remove_dir_all(&cluster.nodes[(wiped - 1) as usize].data_dir).unwrap();
+    cluster.restart(wiped).await;
+    // Writes go on through the same leader while, and after, the empty node catches up.
+    let after = create_session(&base, "after-the-wipe", 3600).await;
+    assert_eq!(acquire(&base, &after, "new").await.status, 201);
+    converged(&cluster).await;
+
+    for (resource, holder) in [("kept", &before), ("new", &after)] {
+        let l = call("GET", &cluster.url(wiped, &format!("/admin/locks/{resource}?stale=true")), None).await;
+        assert_eq!(l.body["session_id"], json!(holder), "{}", l.text);
+    }
+    let now = status(&base).await.unwrap();
+    assert_eq!((now["leader_id"].as_u64(), now["term"].as_u64()), (Some(leader), Some(term)), "{now}");
+    assert_eq!(acquire(&cluster.base(wiped), &before, "third").await.status, 201, "the wiped node serves writes");
+}

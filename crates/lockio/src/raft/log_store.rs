@@ -123,8 +123,8 @@ impl LogStore {
         let table = txn.open_table(LOG)?;
         for item in table.range::<u64>((Bound::Included(start), end))? {
             let (index, bytes) = item?;
-            if !entries.contains_key(&index.value()) {
-                entries.insert(index.value(), postcard::from_bytes(bytes.value())?);
+            if let std::collections::btree_map::Entry::Vacant(slot) = entries.entry(index.value()) {
+                slot.insert(postcard::from_bytes(bytes.value())?);
             }
         }
         Ok(entries.into_values().collect())

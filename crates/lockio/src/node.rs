@@ -33,6 +33,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow:
         TcpListener::bind(args.raft).await.with_context(|| format!("cannot listen on --raft {}", args.raft))?;
     let store = Store::open(&args.data_dir)
         .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
+    store.bind_to_node(args.id).with_context(|| format!("cannot use the data directory {}", args.data_dir.display()))?;
     let metrics = crate::metrics::install().context("cannot install the metrics recorder")?;
     let events = EventLog::new();
 

@@ -13,10 +13,14 @@ use serde::Serialize;
 
 /// Raft log entries by index, postcard-encoded `Entry`.
 pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-/// Small Raft records: `vote`, `committed`, `last_purged`.
+/// Small records: openraft's `vote`, `committed`, `last_purged`, and `node_id`, the node the
+/// directory belongs to.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The latest snapshot: `meta` (openraft's `SnapshotMeta`) and `data` (the replica's bytes).
 pub const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+
+/// The `META` key of the node id the directory belongs to.
+const NODE_ID: &str = "node_id";
 
 /// redb's page cache.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -66,6 +70,19 @@ impl Store {
         txn.open_table(SNAPSHOT)?;
         txn.commit()?;
         Ok(Store { db: Arc::new(db) })
+    }
+
+    /// Binds the directory to node `node_id` on first use, and refuses any other node after:
+    /// a node started on another's directory would vote and acknowledge with that node's Raft
+    /// history, as a second copy of it.
+    pub fn bind_to_node(&self, node_id: u64) -> Result<(), StoreError> {
+        match self.get::<u64>(META, NODE_ID)? {
+            Some(owner) if owner == node_id => Ok(()),
+            Some(owner) => Err(StoreError(format!(
+                "it holds the state of node {owner}, not of --id {node_id}; a node's data directory must never be used by another node"
+            ))),
+            None => self.write(|txn| put(txn, META, NODE_ID, &node_id)),
+        }
     }
 
     /// Reads one postcard-encoded record of a string-keyed table.

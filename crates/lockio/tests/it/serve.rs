@@ -1,5 +1,6 @@
 //! `lockio serve` as an operator meets it: one-line errors with a non-zero exit for bad flags,
-//! taken ports and unusable data directories, and a clean exit on SIGTERM.
+//! taken ports, unusable data directories and another node's data directory, and a clean
+//! exit on SIGTERM.
 
 use std::process::Command;
 
@@ -58,6 +59,23 @@ fn an_unusable_data_dir_is_a_one_line_error() {
     let data = file.join("data");
     let (code, err) = run(&serve_args("127.0.0.1:0", "127.0.0.1:0", "1=127.0.0.1:9", data.to_str().unwrap()));
     assert_one_line_error(code, &err, "cannot create data directory");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_data_dir_is_refused_to_any_node_but_its_own() {
+    let mut cluster = Cluster::start(1).await;
+    let base = cluster.base(1);
+    let session = create_session(&base, "owner", 3600).await;
+    assert!(cluster.stop(1).success());
+    let data = cluster.nodes[0].data_dir.to_str().unwrap().to_string();
+    let mut args = serve_args("127.0.0.1:0", "127.0.0.1:0", "2=127.0.0.1:9", &data);
+    args[2] = "2";
+    let (code, err) = run(&args);
+    assert_one_line_error(code, &err, &format!("cannot use the data directory {data}: it holds the state of node 1, not of --id 2"));
+    // Refusing changed nothing: its own node starts from it as before.
+    cluster.restart(1).await;
+    cluster.wait_for_leader().await;
+    assert_eq!(call("GET", &format!("{base}/sessions/{session}"), None).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]

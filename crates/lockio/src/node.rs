@@ -1,6 +1,6 @@
 //! One node's lifetime: open the data dir, start openraft, the transport and HTTP listeners and
 //! the background tasks (expiry sweep, cluster formation, HTTP advert), then shut down cleanly
-//! when `shutdown` resolves.
+//! when `shutdown` resolves, or exit with an error when Raft stops by itself.
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -96,8 +96,14 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow:
     ];
     tracing::info!(node_id = args.id, http = %args.http, raft = %args.raft, "node started");
 
-    shutdown.await;
-    tracing::info!("shutting down");
+    let failure = tokio::select! {
+        () = shutdown => None,
+        why = raft_stopped(raft.clone()) => Some(why),
+    };
+    match &failure {
+        None => tracing::info!("shutting down"),
+        Some(why) => tracing::error!(error = %why, "raft stopped by itself; shutting down"),
+    }
     for task in &background {
         task.abort();
     }
@@ -110,7 +116,23 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow:
     .await;
     raft.shutdown().await.ok();
     tracing::info!("stopped");
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some(why) => bail!("raft stopped: {why}; exiting so that the node can be restarted from its data directory"),
+    }
+}
+
+/// Resolves when openraft stops by itself: a storage failure (a full disk, an I/O error) or a
+/// panic in its core. Such a node can no longer serve, vote or replicate, so it exits (non-zero)
+/// rather than linger with every request timing out; its supervisor restarts it, and it
+/// recovers from what is on disk.
+async fn raft_stopped(raft: Raft) -> String {
+    let mut metrics = raft.metrics();
+    let why = match metrics.wait_for(|m| m.running_state.is_err()).await {
+        Ok(m) => m.running_state.clone().err().map(|fatal| fatal.to_string()).unwrap_or_default(),
+        Err(_) => "its core ended without a report".to_string(),
+    };
+    why
 }
 
 /// Makes this node's HTTP address known to the cluster, and keeps it so (a later restart may

@@ -150,8 +150,9 @@ impl Job {
     /// while it has not been reaped, so that the pid is still CMD's).
     fn signal(&self, signo: i32) {
         if self.own_group {
-            // SAFETY: kill(2) on the process group CMD created; a group's id is not reused while
-            // any member is left, and when none is, the call fails with ESRCH.
+            // SAFETY: kill(2) on the process group CMD created, only while CMD runs or something
+            // was just seen running in the group; the id stays reserved while any member (a
+            // zombie included) is left, and with none left the call fails with ESRCH.
             unsafe { libc::kill(-self.pid, signo) };
         } else if self.exited.is_none() {
             // SAFETY: kill(2) on our own child, not yet reaped.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::batching::run_batches;
-use super::{proposes, Forwarded, Reply, ServiceError};
+use super::{Forwarded, Reply, ServiceError};
 use crate::transport::{path, CallError, PeerClient};
 
 /// Calls in flight per destination.
@@ -25,6 +25,9 @@ type Answer = Result<Reply, ServiceError>;
 
 struct Job {
     forwarded: Forwarded,
+    /// Whether the request proposes a command: if so, a call that may have arrived leaves its
+    /// outcome unknown.
+    proposes: bool,
     reply: oneshot::Sender<Answer>,
 }
 
@@ -40,12 +43,12 @@ impl Forwarder {
         Forwarder { peers, lanes: Arc::new(Mutex::new(HashMap::new())) }
     }
 
-    /// Sends `forwarded` to the node at `addr` (its Raft address) and returns its answer.
-    pub async fn forward(&self, addr: &str, forwarded: Forwarded) -> Answer {
+    /// Sends `forwarded` (which `proposes` a command, or not) to the node at `addr` (its Raft
+    /// address) and returns its answer.
+    pub async fn forward(&self, addr: &str, forwarded: Forwarded, proposes: bool) -> Answer {
         let (tx, rx) = oneshot::channel();
         let lane = self.lane(addr);
-        let proposes = proposes(&forwarded.request);
-        if lane.send(Job { forwarded, reply: tx }).await.is_err() {
+        if lane.send(Job { forwarded, proposes, reply: tx }).await.is_err() {
             return Err(ServiceError::Unavailable { reason: "forwarding stopped".into(), outcome_unknown: false });
         }
         rx.await.unwrap_or(Err(ServiceError::Unavailable { reason: "forwarding lost".into(), outcome_unknown: proposes }))
@@ -68,25 +71,24 @@ async fn run_lane(peers: PeerClient, addr: String, rx: mpsc::Receiver<Job>) {
         let (peers, addr) = (peers.clone(), addr.clone());
         async move {
             let budget = jobs.iter().map(|j| j.forwarded.budget_ms).max().unwrap_or(0);
-            let (batch, replies): (Vec<Forwarded>, Vec<oneshot::Sender<Answer>>) =
-                jobs.into_iter().map(|j| (j.forwarded, j.reply)).unzip();
-            let proposing: Vec<bool> = batch.iter().map(|f| proposes(&f.request)).collect();
+            let (batch, replies): (Vec<Forwarded>, Vec<(bool, oneshot::Sender<Answer>)>) =
+                jobs.into_iter().map(|j| (j.forwarded, (j.proposes, j.reply))).unzip();
             let answers = peers.call::<_, Vec<Answer>>(&addr, path::FORWARD, &batch, Duration::from_millis(budget)).await;
             match answers {
                 Ok(answers) if answers.len() == replies.len() => {
-                    for (reply, answer) in replies.into_iter().zip(answers) {
+                    for ((_, reply), answer) in replies.into_iter().zip(answers) {
                         let _ = reply.send(answer);
                     }
                 }
                 Ok(answers) => {
                     tracing::error!(sent = replies.len(), got = answers.len(), "a forwarded batch came back with the wrong count");
-                    for (reply, proposes) in replies.into_iter().zip(proposing) {
+                    for (proposes, reply) in replies {
                         let _ = reply.send(Err(ServiceError::Unavailable { reason: "bad forwarding answer".into(), outcome_unknown: proposes }));
                     }
                 }
                 Err(e) => {
                     let delivered = matches!(e, CallError::Failed { .. });
-                    for (reply, proposes) in replies.into_iter().zip(proposing) {
+                    for (proposes, reply) in replies {
                         let _ = reply.send(Err(ServiceError::Unavailable { reason: e.to_string(), outcome_unknown: delivered && proposes }));
                     }
                 }

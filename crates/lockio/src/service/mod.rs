@@ -220,7 +220,7 @@ impl Service {
         let forwarded = Forwarded { request, budget_ms: budget.as_millis() as u64 };
         let mut leader_changes = self.inner.leader.subscribe();
         tokio::select! {
-            answer = self.inner.forwarder.forward(addr, forwarded) => answer,
+            answer = self.inner.forwarder.forward(addr, forwarded, proposes) => answer,
             // A leader that stalls (paused, partitioned) is replaced by an election; stop
             // waiting for it then instead of when the deadline runs out.
             _ = leader_changes.wait_for(|l| l.is_some_and(|l| l != leader)) => Err(ServiceError::Unavailable {

@@ -146,7 +146,19 @@ impl Client {
     }
 
     async fn send(&self, request: Request) -> Result<Answer, Error> {
-        self.transport.send(&request, self.transport.budget()).await?.into_result()
+        self.send_within(request, self.transport.budget()).await
+    }
+
+    /// Sends a removal (delete a session, release a lock). If an earlier attempt may have been
+    /// applied and the cluster then answers with an error that `gone` says means "already
+    /// removed", that is the state asked for, so it is `Ok`.
+    async fn send_removal(&self, request: Request, gone: fn(&Error) -> bool) -> Result<(), Error> {
+        let answer = self.transport.send(&request, self.transport.budget()).await?;
+        let repeated = answer.after_maybe_applied;
+        match answer.into_result() {
+            Err(e) if !(repeated && gone(&e)) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) async fn send_within(&self, request: Request, budget: Budget) -> Result<Answer, Error> {
@@ -156,7 +168,7 @@ impl Client {
     /// `POST /sessions`: creates a session, with no keepalives sent for it. Never repeated once
     /// it may have reached the cluster (a repeat would create a second session).
     pub async fn create_session(&self, client_id: &str, timeout: Duration) -> Result<SessionCreated, Error> {
-        let client_id = ClientId::new(client_id).map_err(invalid)?;
+        let client_id = ClientId::new(client_id)?;
         let timeout = timeout_secs(timeout)?;
         let mut request = Request::new(Method::POST, &["sessions"], Safety::AtMostOnce);
         request.body = Some(json!({"client_id": client_id.as_str(), "timeout": timeout.secs()}));
@@ -211,13 +223,7 @@ impl Client {
     /// state asked for, so it is `Ok`.
     pub async fn delete_session(&self, session_id: SessionId) -> Result<(), Error> {
         let request = Request::new(Method::DELETE, &["sessions", &session_id.to_string()], Safety::Repeatable);
-        let answer = self.transport.send(&request, self.transport.budget()).await?;
-        let repeated = answer.after_maybe_applied;
-        match answer.into_result() {
-            Ok(_) => Ok(()),
-            Err(Error::SessionNotFound { .. }) if repeated => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.send_removal(request, |e| matches!(e, Error::SessionNotFound { .. })).await
     }
 
     /// `GET /sessions/{id}/locks`: the resources the session holds.
@@ -230,7 +236,7 @@ impl Client {
     /// `POST /sessions/{id}/locks/{resource}`: try-lock. `Ok` with the grant (a new one, or the
     /// one this session already has); [`Error::LockHeld`] names the holder. Safe to repeat.
     pub async fn acquire(&self, session_id: SessionId, resource: &str) -> Result<Grant, Error> {
-        let resource = Resource::new(resource).map_err(invalid)?;
+        let resource = Resource::new(resource)?;
         let request = Request::new(
             Method::POST,
             &["sessions", &session_id.to_string(), "locks", resource.as_str()],
@@ -251,25 +257,19 @@ impl Client {
     /// `DELETE /sessions/{id}/locks/{resource}` with the grant's token. If an earlier attempt
     /// may have been applied and the cluster then says the lock is not held, it is `Ok`.
     pub async fn release(&self, session_id: SessionId, resource: &str, fence_token: FenceToken) -> Result<(), Error> {
-        let resource = Resource::new(resource).map_err(invalid)?;
+        let resource = Resource::new(resource)?;
         let mut request = Request::new(
             Method::DELETE,
             &["sessions", &session_id.to_string(), "locks", resource.as_str()],
             Safety::Repeatable,
         );
         request.query.push(("fence_token", fence_token.0.to_string()));
-        let answer = self.transport.send(&request, self.transport.budget()).await?;
-        let repeated = answer.after_maybe_applied;
-        match answer.into_result() {
-            Ok(_) => Ok(()),
-            Err(Error::LockNotHeld { .. }) if repeated => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.send_removal(request, |e| matches!(e, Error::LockNotHeld { .. })).await
     }
 
     /// `GET /admin/locks/{resource}`: who holds it, if anyone.
     pub async fn lock_status(&self, resource: &str) -> Result<LockStatus, Error> {
-        let resource = Resource::new(resource).map_err(invalid)?;
+        let resource = Resource::new(resource)?;
         let answer = self.send(Request::new(Method::GET, &["admin", "locks", resource.as_str()], Safety::Repeatable)).await?;
         read(&answer, |f| {
             let holder = if f.bool("locked")? {
@@ -440,15 +440,11 @@ pub struct Member {
     pub lag: Option<u64>,
 }
 
-fn invalid(v: lockio_core::InvalidValue) -> Error {
-    Error::InvalidInput { field: v.field, reason: v.reason }
-}
-
 fn timeout_secs(timeout: Duration) -> Result<Timeout, Error> {
     if timeout.subsec_nanos() != 0 {
         return Err(Error::InvalidInput { field: "timeout".into(), reason: "must be whole seconds".into() });
     }
-    Timeout::from_secs(timeout.as_secs()).map_err(invalid)
+    Ok(Timeout::from_secs(timeout.as_secs())?)
 }
 
 /// A success body, read field by field; a missing or malformed field is a protocol error.

@@ -69,6 +69,13 @@ pub struct Attempt {
     pub failure: String,
 }
 
+/// A value the core's constructors refused, before anything was sent.
+impl From<lockio_core::InvalidValue> for Error {
+    fn from(v: lockio_core::InvalidValue) -> Error {
+        Error::InvalidInput { field: v.field, reason: v.reason }
+    }
+}
+
 impl fmt::Display for Attempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.endpoint, self.failure)

@@ -145,7 +145,7 @@ impl Session {
         if self.state().is_expired() {
             return Err(Error::SessionExpired { session_id: self.id });
         }
-        let resource = Resource::new(resource).map_err(|v| Error::InvalidInput { field: v.field, reason: v.reason })?;
+        let resource = Resource::new(resource)?;
         if !self.held.reserve(&resource) {
             return Err(Error::AlreadyLocked { resource });
         }

@@ -29,6 +29,11 @@ impl Request {
     pub fn new(method: Method, path: &[&str], safety: Safety) -> Request {
         Request { method, path: path.iter().map(|s| s.to_string()).collect(), query: Vec::new(), body: None, safety }
     }
+
+    /// Whether this request may have changed something despite `failure`: never a read.
+    fn maybe_applied(&self, failure: &Failure) -> bool {
+        self.method != Method::GET && failure.maybe_applied()
+    }
 }
 
 /// A node's answer that was not a 503.
@@ -130,7 +135,7 @@ impl Transport {
                         tracing::debug!(%endpoint, failure = failure.describe(), "lock.io call failed");
                         self.endpoints.failed(index);
                         retry_after = retry_after.max(asked_to_wait);
-                        maybe_applied |= failure.maybe_applied();
+                        maybe_applied |= request.maybe_applied(&failure);
                         let line = Attempt { endpoint, failure: failure.describe().to_string() };
                         match tried.iter_mut().find(|a| a.endpoint == line.endpoint) {
                             Some(previous) => *previous = line,
@@ -158,7 +163,7 @@ impl Transport {
             Ok((status, body)) => Ok(Answer { status, body, endpoint: endpoint.authority.clone(), after_maybe_applied: false }),
             Err((failure, _)) => Err(Error::Unavailable {
                 tried: vec![Attempt { endpoint: endpoint.authority.clone(), failure: failure.describe().to_string() }],
-                outcome_unknown: failure.maybe_applied() && request.method != Method::GET,
+                outcome_unknown: request.maybe_applied(&failure),
             }),
         }
     }

@@ -34,9 +34,13 @@ pub async fn run(client: Client, args: ExecArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot handle signals: {e}")),
     };
-    let session = match client.open_session(&args.client_id, Duration::from_secs(args.timeout)).await {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
+    let session = tokio::select! {
+        opened = client.open_session(&args.client_id, Duration::from_secs(args.timeout)) => match opened {
+            Ok(s) => s,
+            Err(e) => return fail(&e),
+        },
+        // A create cut short holds no lock; a session it may have made expires by itself.
+        signo = signals.recv() => return 128 + signo,
     };
     let guard = tokio::select! {
         taken = acquire(&session, &args.resource, args.wait) => match taken {
@@ -112,11 +116,10 @@ async fn acquire(session: &Session, resource: &str, wait: Duration) -> Result<Lo
 /// and Ctrl-C reaches it directly), and only CMD itself is signalled.
 struct Job {
     child: Child,
-    /// CMD's pid, and its process group's id when `own_group`.
+    /// CMD's pid (`child.id()` forgets it once CMD is reaped), and its process group's id when
+    /// `own_group`.
     pid: libc::pid_t,
     own_group: bool,
-    /// CMD's status once it has been reaped.
-    exited: Option<ExitStatus>,
 }
 
 impl Job {
@@ -133,17 +136,12 @@ impl Job {
         }
         let child = command.spawn()?;
         let pid = child.id().expect("a child just spawned has a pid") as libc::pid_t;
-        Ok(Job { child, pid, own_group, exited: None })
+        Ok(Job { child, pid, own_group })
     }
 
-    /// Waits for CMD itself (cancel safe; the status is kept once reaped).
+    /// Waits for CMD itself (cancel safe; once reaped, its status again).
     async fn wait(&mut self) -> std::io::Result<ExitStatus> {
-        if let Some(status) = self.exited {
-            return Ok(status);
-        }
-        let status = self.child.wait().await?;
-        self.exited = Some(status);
-        Ok(status)
+        self.child.wait().await
     }
 
     /// Sends `signo` to CMD's process group, or to CMD alone when it shares ours (and only
@@ -154,7 +152,7 @@ impl Job {
             // was just seen running in the group; the id stays reserved while any member (a
             // zombie included) is left, and with none left the call fails with ESRCH.
             unsafe { libc::kill(-self.pid, signo) };
-        } else if self.exited.is_none() {
+        } else if self.child.id().is_some() {
             // SAFETY: kill(2) on our own child, not yet reaped.
             unsafe { libc::kill(self.pid, signo) };
         }
@@ -221,7 +219,11 @@ async fn supervise(job: &mut Job, session: &Session, resource: &str, signals: &m
                 }
                 SessionState::Expired(why) => {
                     eprintln!("lockio: lost the lock on {resource}: session {} expired ({why}); sending SIGTERM to CMD (pid {})", session.id(), job.pid);
-                    job.stop(grace).await?;
+                    // Lost either way: a failure to stop CMD is reported, not a reason to
+                    // release a lock the session no longer holds.
+                    if let Err(e) = job.stop(grace).await {
+                        eprintln!("lockio: warning: stopping CMD: {e}");
+                    }
                     return Ok(Ended::Lost);
                 }
                 _ => {}

@@ -210,13 +210,7 @@ pub fn stats(s: &Stats) -> Output {
             ("total_locks", s.total_locks.to_string()),
             ("fence_counter", s.fence_counter.to_string()),
         ]),
-        json: json!({
-            "active_sessions": s.active_sessions,
-            "expired_sessions": s.expired_sessions,
-            "total_locks": s.total_locks,
-            "fence_counter": s.fence_counter,
-            "total_sessions": s.active_sessions + s.expired_sessions,
-        }),
+        json: crate::http::reply::stats_body(s),
     }
 }
 

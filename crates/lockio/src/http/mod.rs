@@ -4,7 +4,7 @@
 mod dashboard;
 mod error;
 mod input;
-mod reply;
+pub(crate) mod reply;
 mod routes;
 mod stream;
 

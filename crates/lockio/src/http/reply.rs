@@ -110,7 +110,8 @@ fn lock_body(grant: &Grant) -> Value {
     })
 }
 
-fn stats_body(stats: &lockio_core::Stats) -> Value {
+/// The `GET /admin/stats` body (also what `lockio stats --json` prints).
+pub(crate) fn stats_body(stats: &lockio_core::Stats) -> Value {
     let total = stats.active_sessions + stats.expired_sessions;
     json!({
         "active_sessions": stats.active_sessions,

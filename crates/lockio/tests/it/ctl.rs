@@ -89,7 +89,7 @@ async fn every_command_prints_for_people_and_for_programs() {
         ("lock release {A} res-1 --fence-token 1", Expect::Out("released res-1 (fence token 1)\n")),
         ("lock release {A} res-1 --fence-token 1", Expect::Err("lockio: session {A} does not hold res-1")),
         ("lock acquire {B} res-1 --json", Expect::Json(json!({"acquired": true, "fence_token": 2, "newly_granted": true}))),
-        ("stats --json", Expect::Json(json!({"active_sessions": 2, "expired_sessions": 0, "total_locks": 1, "fence_counter": 2}))),
+        ("stats --json", Expect::Json(json!({"active_sessions": 2, "expired_sessions": 0, "total_locks": 1, "fence_counter": 2, "total_session": 2, "total_sessions": 2}))),
         ("stats", Expect::Out("fence_counter     2\n")),
         ("session delete {B}", Expect::Out("session {B} deleted; its locks were released\n")),
         ("session delete {B}", Expect::Err("lockio: session {B} does not exist")),

@@ -36,8 +36,8 @@
 //! 6. **Liveness.** After the last fault is healed, a write succeeds within the bound.
 //! 7. **Nothing refused takes effect.** Every grant, release and delete in the replicated
 //!    history matches a client attempt that was acknowledged or whose outcome is unknown: none
-//!    comes from an attempt the service answered with a definite refusal (a 4xx, or a 503 that
-//!    says `not_applied`), and none comes from nowhere.
+//!    comes from an attempt the service answered with a definite refusal (a 4xx, or a 503 not
+//!    marked `"outcome": "unknown"`), and none comes from nowhere.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -398,12 +398,9 @@ fn nothing_lost(ev: &Evidence, events: &[&Applied]) -> Vec<Violation> {
 
 fn no_false_expiry(ev: &Evidence, events: &[&Applied], margin: f64) -> Vec<Violation> {
     let mut out = Vec::new();
-    let timeouts: HashMap<SessionId, u64> = events
-        .iter()
-        .filter(|e| e.change == Change::SessionCreated)
-        .filter_map(|e| Some((e.session?, e.timeout_secs?)))
-        .chain(ev.ops.iter().filter(|o| o.kind == OpKind::CreateSession).filter_map(|o| Some((o.session?, o.timeout_secs?))))
-        .collect();
+    // Every session a client holds a lease on came from its own acknowledged create.
+    let timeouts: HashMap<SessionId, u64> =
+        ev.ops.iter().filter(|o| o.kind == OpKind::CreateSession).filter_map(|o| Some((o.session?, o.timeout_secs?))).collect();
     // The latest acknowledged lease-giving operation of each session: creation or keepalive.
     let mut latest: HashMap<SessionId, &Op> = HashMap::new();
     for op in ev.ops.iter().filter(|o| o.ok() && matches!(o.kind, OpKind::CreateSession | OpKind::Keepalive)) {

@@ -107,12 +107,11 @@ impl History {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// Records a completed operation and returns its id.
-    pub fn record(&self, mut op: Op) -> usize {
+    /// Records a completed operation, numbering it.
+    pub fn record(&self, mut op: Op) {
         let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         op.id = ops.len();
         ops.push(op);
-        ops.len() - 1
     }
 
     pub fn ops(&self) -> Vec<Op> {

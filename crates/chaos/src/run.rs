@@ -36,6 +36,11 @@ pub struct RunConfig {
     pub command: String,
 }
 
+/// The timing flags every node gets (the report quotes them); `--snapshot-every` is added from
+/// the run's config.
+const SERVER_FLAGS: [&str; 8] =
+    ["--heartbeat", "50ms", "--election-timeout", "200ms", "--request-timeout", "5s", "--sweep-interval", "100ms"];
+
 /// Runs, checks and reports; returns whether every check passed.
 pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
     // SAFETY: geteuid has no preconditions.
@@ -48,11 +53,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         println!("cleaned up after an earlier run: {killed} node processes, {chains} iptables chains");
     }
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let flags: Vec<String> = [
-        "--heartbeat", "50ms", "--election-timeout", "200ms", "--request-timeout", "5s", "--sweep-interval", "100ms",
-    ]
-    .iter()
-    .map(|s| s.to_string())
+    let flags: Vec<String> = SERVER_FLAGS
+        .iter()
+        .map(|s| s.to_string())
     .chain(["--snapshot-every".to_string(), config.snapshot_every.to_string()])
     .collect();
     let mut cluster = Cluster::start(&config.lockio, flags, &http).await?;
@@ -106,7 +109,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         "session_timeout_secs": config.workload.session_timeout,
         "keepalive_every_secs": config.workload.keepalive_every.as_secs_f64(),
         "snapshot_every": config.snapshot_every,
-        "server_flags": "--heartbeat 50ms --election-timeout 200ms --request-timeout 5s --sweep-interval 100ms",
+        "server_flags": SERVER_FLAGS.join(" "),
     });
     let report = Report {
         seed: config.seed,

@@ -96,8 +96,9 @@ impl Api {
         self.bases.len() as u8
     }
 
-    /// Sends one request and classifies the answer: 2xx is `Ok`; 4xx, a 503 that says
-    /// `not_applied`, and a refused connection are `Fail`; anything else is `Unknown`.
+    /// Sends one request and classifies the answer: 2xx is `Ok`; 4xx, a 503 not marked
+    /// `"outcome": "unknown"`, any other non-2xx answer whose body is not JSON, and a refused
+    /// connection are `Fail`; anything else is `Unknown`.
     async fn send(&self, node: NodeId, method: reqwest::Method, path: &str, body: Option<Value>, timeout: Duration) -> Answer {
         let url = format!("{}{path}", self.bases[node as usize - 1]);
         let mut request = self.http.request(method, &url).timeout(timeout);

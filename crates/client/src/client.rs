@@ -7,12 +7,12 @@ use std::time::{Duration, SystemTime};
 
 use lockio_core::{ClientId, FenceToken, Resource, SessionId, Stats, Timeout};
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
+use crate::body::Fields;
 use crate::endpoints::{Endpoint, Endpoints};
 use crate::retry::Safety;
 use crate::session::Session;
-use crate::time::{from_unix_secs, secs};
 use crate::transport::{Answer, Budget, Request, Settings, Transport};
 use crate::Error;
 
@@ -445,44 +445,6 @@ fn timeout_secs(timeout: Duration) -> Result<Timeout, Error> {
         return Err(Error::InvalidInput { field: "timeout".into(), reason: "must be whole seconds".into() });
     }
     Ok(Timeout::from_secs(timeout.as_secs())?)
-}
-
-/// A success body, read field by field; a missing or malformed field is a protocol error.
-#[derive(Clone, Copy)]
-struct Fields<'a>(&'a Value);
-
-impl Fields<'_> {
-    fn str(&self, key: &str) -> Result<&str, String> {
-        self.0[key].as_str().ok_or_else(|| format!("{key} is not a string"))
-    }
-    fn u64(&self, key: &str) -> Result<u64, String> {
-        self.0[key].as_u64().ok_or_else(|| format!("{key} is not a non-negative integer"))
-    }
-    fn bool(&self, key: &str) -> Result<bool, String> {
-        self.0[key].as_bool().ok_or_else(|| format!("{key} is not a boolean"))
-    }
-    fn time(&self, key: &str) -> Result<SystemTime, String> {
-        self.0[key].as_f64().and_then(from_unix_secs).ok_or_else(|| format!("{key} is not a Unix time"))
-    }
-    fn secs(&self, key: &str) -> Result<Duration, String> {
-        self.0[key].as_f64().and_then(secs).ok_or_else(|| format!("{key} is not a number of seconds"))
-    }
-    fn session_id(&self, key: &str) -> Result<SessionId, String> {
-        SessionId::parse(self.str(key)?).ok_or_else(|| format!("{key} is not a session id"))
-    }
-    fn client_id(&self, key: &str) -> Result<ClientId, String> {
-        ClientId::new(self.str(key)?).map_err(|e| e.to_string())
-    }
-    fn resource(&self, key: &str) -> Result<Resource, String> {
-        Resource::new(self.str(key)?).map_err(|e| e.to_string())
-    }
-    fn token(&self, key: &str) -> Result<FenceToken, String> {
-        FenceToken::new(self.u64(key)?).map_err(|e| e.to_string())
-    }
-    fn resources(&self, key: &str) -> Result<Vec<Resource>, String> {
-        let list = self.0[key].as_array().ok_or_else(|| format!("{key} is not a list"))?;
-        list.iter().map(|v| Resource::new(v.as_str().unwrap_or_default()).map_err(|e| e.to_string())).collect()
-    }
 }
 
 /// Reads a success answer's body with `parse`.

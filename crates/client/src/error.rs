@@ -7,7 +7,8 @@ use std::time::SystemTime;
 use lockio_core::{ClientId, FenceToken, Resource, SessionId};
 use serde_json::Value;
 
-use crate::time::{format_time, from_unix_secs};
+use crate::body::Fields;
+use crate::time::format_time;
 
 /// Why a call failed.
 ///
@@ -99,26 +100,32 @@ fn unavailable(tried: &[Attempt], outcome_unknown: bool) -> String {
 pub(crate) fn from_answer(endpoint: &str, status: u16, body: &Value) -> Error {
     let code = body["code"].as_str().unwrap_or("");
     let message = body["error"].as_str().unwrap_or("");
+    let f = Fields(body);
     let parsed = match code {
         "LOCK_HELD" => (|| {
-            Some(Error::LockHeld {
-                resource: resource(body, "resource")?,
-                holder_client_id: ClientId::new(body["holder_client_id"].as_str()?).ok()?,
-                holder_fence_token: token(body, "holder_fence_token")?,
-                held_since: from_unix_secs(body["held_since"].as_f64()?)?,
+            Ok::<_, String>(Error::LockHeld {
+                resource: f.resource("resource")?,
+                holder_client_id: f.client_id("holder_client_id")?,
+                holder_fence_token: f.token("holder_fence_token")?,
+                held_since: f.time("held_since")?,
             })
-        })(),
-        "SESSION_EXPIRED" => session_id(body).map(|session_id| Error::SessionExpired { session_id }),
-        "SESSION_NOT_FOUND" => session_id(body).map(|session_id| Error::SessionNotFound { session_id }),
-        "LOCK_NOT_HELD" => (|| Some(Error::LockNotHeld { session_id: session_id(body)?, resource: resource(body, "resource")? }))(),
+        })()
+        .ok(),
+        "SESSION_EXPIRED" => f.session_id("session_id").ok().map(|session_id| Error::SessionExpired { session_id }),
+        "SESSION_NOT_FOUND" => f.session_id("session_id").ok().map(|session_id| Error::SessionNotFound { session_id }),
+        "LOCK_NOT_HELD" => (|| {
+            Ok::<_, String>(Error::LockNotHeld { session_id: f.session_id("session_id")?, resource: f.resource("resource")? })
+        })()
+        .ok(),
         "FENCE_TOKEN_MISMATCH" => (|| {
-            Some(Error::FenceTokenMismatch {
-                session_id: session_id(body)?,
-                resource: resource(body, "resource")?,
-                held: token(body, "held_fence_token")?,
-                presented: token(body, "fence_token")?,
+            Ok::<_, String>(Error::FenceTokenMismatch {
+                session_id: f.session_id("session_id")?,
+                resource: f.resource("resource")?,
+                held: f.token("held_fence_token")?,
+                presented: f.token("fence_token")?,
             })
-        })(),
+        })()
+        .ok(),
         "INVALID_REQUEST" => Some(Error::InvalidInput {
             field: body["field"].as_str().unwrap_or("request").to_string(),
             reason: message.to_string(),
@@ -133,18 +140,6 @@ pub(crate) fn from_answer(endpoint: &str, status: u16, body: &Value) -> Error {
         };
         Error::Unexpected { endpoint: endpoint.to_string(), detail }
     })
-}
-
-fn session_id(body: &Value) -> Option<SessionId> {
-    SessionId::parse(body["session_id"].as_str()?)
-}
-
-fn resource(body: &Value, key: &str) -> Option<Resource> {
-    Resource::new(body[key].as_str()?).ok()
-}
-
-fn token(body: &Value, key: &str) -> Option<FenceToken> {
-    FenceToken::new(body[key].as_u64()?).ok()
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@
 //! Left out for now: blocking acquire (the server has no wait queue; retry `lock` with a
 //! backoff, as `lockio exec --wait` does), watches, TLS and authentication.
 
+mod body;
 mod client;
 mod endpoints;
 mod error;

@@ -32,15 +32,15 @@ pub enum Command {
     /// Run a local cluster of child processes (3 nodes by default) for development.
     Dev(DevArgs),
     /// Show the cluster's members: each node's role, term and log, as it reports itself.
-    Status(Connected<NoArgs>),
+    Status(Connection),
     /// Create, inspect, keep alive or delete a session.
     Session(Group<SessionCommand>),
     /// Take, release or inspect a lock.
     Lock(Group<LockCommand>),
     /// Count sessions and locks; show the last fence token granted.
-    Stats(Connected<NoArgs>),
+    Stats(Connection),
     /// Remove expired sessions now (they are otherwise kept for an hour).
-    Cleanup(Connected<NoArgs>),
+    Cleanup(Connection),
     /// Run a command while holding a lock.
     ///
     /// Creates a session, takes the lock (retrying for up to --wait while it is held), runs CMD
@@ -104,15 +104,6 @@ impl Connection {
     }
 }
 
-/// A client command's own arguments, with the connection flags.
-#[derive(Debug, Clone, Args)]
-pub struct Connected<T: Args> {
-    #[command(flatten)]
-    pub connection: Connection,
-    #[command(flatten)]
-    pub command: T,
-}
-
 /// A group of client commands (`session ...`, `lock ...`), with the connection flags.
 #[derive(Debug, Clone, Args)]
 pub struct Group<T: Subcommand> {
@@ -121,9 +112,6 @@ pub struct Group<T: Subcommand> {
     #[command(subcommand)]
     pub command: T,
 }
-
-#[derive(Debug, Clone, Args)]
-pub struct NoArgs {}
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum SessionCommand {
@@ -382,7 +370,7 @@ mod tests {
         for (args, endpoints, json) in table {
             let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
             let connection = match cli.command {
-                Command::Stats(c) => c.connection,
+                Command::Stats(c) => c,
                 Command::Session(c) => c.connection,
                 other => panic!("{other:?}"),
             };

@@ -8,7 +8,6 @@ mod output;
 use std::time::SystemTime;
 
 use lockio_client::{Client, Error};
-use tokio::task::JoinSet;
 
 use crate::cli::{Command, Connection, LeadingConnection, LockCommand, SessionCommand};
 use output::{MemberRow, Output};
@@ -26,11 +25,11 @@ enum Action {
 /// Runs a client command; returns the process's exit status.
 pub fn run(command: Command, leading: LeadingConnection) -> i32 {
     let (connection, action): (Connection, Action) = match command {
-        Command::Status(c) => (c.connection, Action::Status),
+        Command::Status(c) => (c, Action::Status),
         Command::Session(c) => (c.connection, Action::Session(c.command)),
         Command::Lock(c) => (c.connection, Action::Lock(c.command)),
-        Command::Stats(c) => (c.connection, Action::Stats),
-        Command::Cleanup(c) => (c.connection, Action::Cleanup),
+        Command::Stats(c) => (c, Action::Stats),
+        Command::Cleanup(c) => (c, Action::Cleanup),
         // exec prints nothing of its own but errors, so it has no --json.
         Command::Exec(c) => (Connection { endpoints: c.endpoints.clone(), json: false }, Action::Exec(c)),
         Command::Serve(_) | Command::Dev(_) => unreachable!("server commands are not client commands"),
@@ -123,36 +122,30 @@ async fn lock(client: &Client, command: LockCommand) -> Result<Option<Output>, E
 /// The members as any node lists them, each asked for its own report, all at once.
 async fn status(client: &Client) -> Result<Option<Output>, Error> {
     let listing = client.cluster_status().await?;
-    let mut reports = JoinSet::new();
-    for (index, member) in listing.members.iter().enumerate() {
-        let (client, http) = (client.clone(), member.http.clone());
-        reports.spawn(async move {
-            let report = match http {
-                Some(address) => client.node_status(&address).await.map_err(|e| match e {
-                    Error::Unavailable { tried, .. } => tried.into_iter().map(|a| a.failure).collect::<Vec<_>>().join("; "),
-                    other => other.to_string(),
-                }),
-                None => Err("its HTTP address is not known yet".to_string()),
-            };
-            (index, report)
-        });
-    }
-    let mut rows: Vec<MemberRow> = listing
+    let reports = futures_util::future::join_all(listing.members.iter().map(|member| async move {
+        let Some(address) = &member.http else { return Err("its HTTP address is not known yet".to_string()) };
+        client.node_status(address).await.map_err(|e| match e {
+            Error::Unavailable { tried, .. } => tried.into_iter().map(|a| a.failure).collect::<Vec<_>>().join("; "),
+            other => other.to_string(),
+        })
+    }))
+    .await;
+    // Lag is only in the leader's view; take it from the leader's own report when there is one.
+    let leader_view = reports.iter().flatten().find(|s| s.state == "LEADER").map(|s| &s.members);
+    let rows: Vec<MemberRow> = listing
         .members
         .iter()
-        .map(|m| MemberRow { id: m.id, raft: m.raft.clone(), http: m.http.clone(), report: Err("no answer".into()), lag: m.lag })
+        .zip(reports.iter())
+        .map(|(m, report)| MemberRow {
+            id: m.id,
+            raft: m.raft.clone(),
+            http: m.http.clone(),
+            report: report.clone(),
+            lag: match leader_view {
+                Some(view) => view.iter().find(|x| x.id == m.id).and_then(|x| x.lag),
+                None => m.lag,
+            },
+        })
         .collect();
-    while let Some(joined) = reports.join_next().await {
-        if let Ok((index, report)) = joined {
-            rows[index].report = report;
-        }
-    }
-    // Lag is only in the leader's view; take it from the leader's own report.
-    let leader_view = rows.iter().find_map(|r| r.report.as_ref().ok().filter(|s| s.state == "LEADER")).map(|s| s.members.clone());
-    if let Some(view) = leader_view {
-        for row in &mut rows {
-            row.lag = view.iter().find(|m| m.id == row.id).and_then(|m| m.lag);
-        }
-    }
     Ok(Some(output::members(&rows)))
 }

@@ -7,14 +7,11 @@ use lockio_client::{Client, Error, Expiry, SessionState};
 
 use crate::support::{eventually, Cluster};
 
-fn client(cluster: &Cluster) -> Client {
-    Client::new(cluster.running().iter().map(|id| cluster.base(*id))).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn locks_are_typed_and_guards_release() {
     let cluster = Cluster::start(3).await;
-    let client = client(&cluster);
+    let client = cluster.client();
     let alice = client.open_session("alice", Duration::from_secs(30)).await.unwrap();
     let bob = client.open_session("bob", Duration::from_secs(30)).await.unwrap();
 
@@ -59,7 +56,7 @@ async fn locks_are_typed_and_guards_release() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_keeps_itself_alive_past_its_timeout_and_across_a_leader_kill() {
     let mut cluster = Cluster::start(3).await;
-    let client = client(&cluster);
+    let client = cluster.client();
     let session = client.open_session("steady", Duration::from_secs(5)).await.unwrap();
     let guard = session.lock("beacon").await.unwrap();
     let mut states = session.watch();
@@ -82,7 +79,7 @@ async fn a_session_keeps_itself_alive_past_its_timeout_and_across_a_leader_kill(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_deleted_behind_its_back_is_expired_at_the_next_keepalive() {
     let cluster = Cluster::start(3).await;
-    let client = client(&cluster);
+    let client = cluster.client();
     let session = client.open_session("unlucky", Duration::from_secs(5)).await.unwrap();
     client.delete_session(session.id()).await.unwrap();
     let started = Instant::now();

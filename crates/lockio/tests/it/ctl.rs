@@ -7,7 +7,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use lockio_client::Client;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
@@ -180,7 +179,7 @@ async fn concurrent_execs_never_overlap_and_see_increasing_tokens() {
     let file = dir.path().join("markers");
     let script = marked_work(&file, 0.5);
     let runs: Vec<_> = (0..4)
-        .map(|_| lockio(&ep, &["exec", "shared", "--wait", "60", "--", "sh", "-c", &script]).stderr(Stdio::piped()).spawn().unwrap())
+        .map(|_| exec_sh(&ep, &["--wait", "60"], &script))
         .collect();
     for run in runs {
         let out = tokio::time::timeout(Duration::from_secs(60), run.wait_with_output()).await.expect("exec exits").unwrap();
@@ -205,6 +204,12 @@ async fn concurrent_execs_never_overlap_and_see_increasing_tokens() {
     assert!(json_has(&stats, &json!({"active_sessions": 0, "total_locks": 0})), "every run cleaned up: {stats}");
 }
 
+/// `lockio exec shared FLAGS -- sh -c SCRIPT`, its stderr captured.
+fn exec_sh(endpoints: &str, flags: &[&str], script: &str) -> Child {
+    let args: Vec<&str> = ["exec", "shared"].into_iter().chain(flags.iter().copied()).chain(["--", "sh", "-c", script]).collect();
+    lockio(endpoints, &args).stderr(Stdio::piped()).spawn().unwrap()
+}
+
 async fn wait_for_line(file: &Path, prefix: &str) -> String {
     eventually(Duration::from_secs(30), &format!("a line starting {prefix:?} in {}", file.display()), || async {
         let text = std::fs::read_to_string(file).ok()?;
@@ -225,7 +230,7 @@ async fn killing_the_leader_does_not_interrupt_exec() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("markers");
     let script = marked_work(&file, 4.0);
-    let exec = lockio(&ep, &["exec", "shared", "--timeout", "6", "--", "sh", "-c", &script]).stderr(Stdio::piped()).spawn().unwrap();
+    let exec = exec_sh(&ep, &["--timeout", "6"], &script);
     wait_for_line(&file, "start").await;
     let leader = cluster.wait_for_leader().await;
     cluster.kill(leader);
@@ -235,7 +240,7 @@ async fn killing_the_leader_does_not_interrupt_exec() {
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.lines().nth(1).is_some_and(|l| l.starts_with("end ")), "CMD ran to the end:\n{text}");
     // Released and deleted through the new leader.
-    let client = Client::new(cluster.running().iter().map(|id| cluster.base(*id))).unwrap();
+    let client = cluster.client();
     assert!(client.lock_status("shared").await.unwrap().holder.is_none());
     assert_eq!(client.stats().await.unwrap().active_sessions, 0);
 }
@@ -251,13 +256,13 @@ async fn a_stopped_exec_loses_the_lock_and_stops_its_command_when_it_resumes() {
     let script = format!(
         r#"trap 'echo "term" >> {f}; exit 0' TERM; echo "start $LOCKIO_FENCE_TOKEN" >> {f}; for i in $(seq 600); do sleep 0.1; done; echo "end" >> {f}"#
     );
-    let exec = lockio(&ep, &["exec", "shared", "--timeout", "5", "--grace", "3", "--", "sh", "-c", &script]).stderr(Stdio::piped()).spawn().unwrap();
+    let exec = exec_sh(&ep, &["--timeout", "5", "--grace", "3"], &script);
     let pid = exec.id().unwrap() as libc::pid_t;
     let first: u64 = wait_for_line(&file, "start").await[6..].parse().unwrap();
     unsafe { libc::kill(pid, libc::SIGSTOP) };
 
     // Another client gets the lock once the stopped one's session has expired.
-    let client = Client::new(cluster.running().iter().map(|id| cluster.base(*id))).unwrap();
+    let client = cluster.client();
     let thief = client.open_session("thief", Duration::from_secs(30)).await.unwrap();
     let guard = eventually(Duration::from_secs(15), "the lock passes to another client", || async { thief.lock("shared").await.ok() }).await;
     assert!(guard.fence_token().0 > first, "{} after {first}", guard.fence_token());
@@ -295,7 +300,7 @@ async fn exec_passes_signals_on_and_exits_with_the_command_status() {
     ];
     for (script, signal, expected, marker) in table {
         let _ = std::fs::remove_file(&file);
-        let exec = lockio(&ep, &["exec", "shared", "--", "sh", "-c", &script]).stderr(Stdio::piped()).spawn().unwrap();
+        let exec = exec_sh(&ep, &[], &script);
         if let Some(signal) = signal {
             wait_for_line(&file, "start").await;
             unsafe { libc::kill(exec.id().unwrap() as libc::pid_t, signal) };
@@ -317,7 +322,7 @@ async fn exec_passes_signals_on_and_exits_with_the_command_status() {
 async fn exec_gives_up_when_the_lock_stays_held_past_wait() {
     let cluster = Cluster::start(3).await;
     let ep = endpoints(&cluster);
-    let client = Client::new(cluster.running().iter().map(|id| cluster.base(*id))).unwrap();
+    let client = cluster.client();
     let holder = client.open_session("holder-7", Duration::from_secs(30)).await.unwrap();
     let guard = holder.lock("shared").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -343,7 +348,7 @@ async fn a_session_deleted_under_exec_stops_its_command_even_one_that_ignores_si
     let file = dir.path().join("markers");
     let f = file.display();
     let script = format!(r#"trap '' TERM; echo "start $LOCKIO_SESSION_ID" >> {f}; for i in $(seq 600); do sleep 0.1; done; echo end >> {f}"#);
-    let exec = lockio(&ep, &["exec", "shared", "--timeout", "6", "--grace", "1", "--", "sh", "-c", &script]).stderr(Stdio::piped()).spawn().unwrap();
+    let exec = exec_sh(&ep, &["--timeout", "6", "--grace", "1"], &script);
     let session = wait_for_line(&file, "start").await[6..].to_string();
     // Someone deletes the session (an operator, a cleanup script): the next keepalive hears so.
     let (code, _, err) = run(&ep, &["session", "delete", &session]).await;
@@ -370,7 +375,7 @@ fn running(pid: libc::pid_t) -> bool {
 async fn what_cmd_starts_in_the_background_is_stopped_before_the_lock_goes() {
     let cluster = Cluster::start(3).await;
     let ep = endpoints(&cluster);
-    let client = Client::new(cluster.running().iter().map(|id| cluster.base(*id))).unwrap();
+    let client = cluster.client();
     let dir = tempfile::tempdir().unwrap();
     // (CMD after starting `sleep 600 &`, whether its session is deleted under it, exit status, stderr)
     let table = [
@@ -380,7 +385,7 @@ async fn what_cmd_starts_in_the_background_is_stopped_before_the_lock_goes() {
     for (then, delete, expected, says) in table {
         let file = dir.path().join(format!("started-{expected}"));
         let script = format!(r#"sleep 600 & echo "started $! $LOCKIO_SESSION_ID" >> {}; {then}"#, file.display());
-        let exec = lockio(&ep, &["exec", "shared", "--timeout", "6", "--grace", "1", "--", "sh", "-c", &script]).stderr(Stdio::piped()).spawn().unwrap();
+        let exec = exec_sh(&ep, &["--timeout", "6", "--grace", "1"], &script);
         let line = wait_for_line(&file, "started").await;
         let fields: Vec<&str> = line.split(' ').collect();
         let background: libc::pid_t = fields[1].parse().unwrap();

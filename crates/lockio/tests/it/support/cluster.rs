@@ -153,6 +153,11 @@ impl Cluster {
         format!("127.0.0.1:{}", self.node(id).raft_port)
     }
 
+    /// A `lockio-client` over every running node.
+    pub fn client(&self) -> lockio_client::Client {
+        lockio_client::Client::new(self.running().iter().map(|id| self.base(*id))).unwrap()
+    }
+
     /// The ids of nodes whose process runs.
     pub fn running(&self) -> Vec<u64> {
         self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect()

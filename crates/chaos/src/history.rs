@@ -114,8 +114,15 @@ impl History {
         ops.push(op);
     }
 
-    pub fn ops(&self) -> Vec<Op> {
-        self.ops.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The sessions whose creation was acknowledged so far.
+    pub fn created_sessions(&self) -> Vec<SessionId> {
+        let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        ops.iter().filter(|o| o.kind == OpKind::CreateSession && o.ok()).filter_map(|o| o.session).collect()
+    }
+
+    /// Takes the whole history out, for the checks: call it once nothing records any more.
+    pub fn take_ops(&self) -> Vec<Op> {
+        std::mem::take(&mut *self.ops.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 

@@ -17,7 +17,7 @@ use crate::check::{check, Evidence, FinalState, Limits, SessionFinal};
 use crate::cluster::{self, Cluster, NodeId};
 use crate::events::Collector;
 use crate::firewall::{self, Firewall};
-use crate::history::{History, OpKind};
+use crate::history::History;
 use crate::nemesis::{self, Pacing};
 use crate::report::Report;
 use crate::workload::{Api, FencedStore, Settings, Workload};
@@ -95,7 +95,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
     let replicated = collector.finish().await;
 
     let evidence = Evidence {
-        ops: history.ops(),
+        ops: history.take_ops(),
         events: replicated.events.clone(),
         disagreements: replicated.disagreements.clone(),
         final_state,
@@ -136,20 +136,14 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
 /// Waits until every node's event stream has delivered everything applied before now: creates
 /// a marker session and waits until each stream has shown its creation.
 async fn settle(api: &Api, collector: &Collector, nodes: &[NodeId]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut node: NodeId = 1;
-    while Instant::now() < deadline {
-        let (_, created) = api.create_session("marker", node, 3600).await;
-        if let Some(marker) = created {
+    match api.create_anywhere("marker", 3600, Duration::from_secs(30), Duration::from_millis(200)).await {
+        Some((marker, _, _)) => {
             if !collector.wait_for_creation(marker, nodes, Duration::from_secs(30)).await {
                 println!("warning: not every node's event stream caught up within 30 s");
             }
-            return;
         }
-        node = node % api.nodes() + 1;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        None => println!("warning: could not create the marker session; the event history may be short"),
     }
-    println!("warning: could not create the marker session; the event history may be short");
 }
 
 /// GETs `path` from `node` until it answers 200 or 404 (a few tries).
@@ -185,12 +179,7 @@ async fn read_final_state(
         };
         locks.insert(r.clone(), holder);
     }
-    let created: Vec<SessionId> = history
-        .ops()
-        .iter()
-        .filter(|o| o.kind == OpKind::CreateSession && o.ok())
-        .filter_map(|o| o.session)
-        .collect();
+    let created = history.created_sessions();
     let reads = stream::iter(created)
         .map(|s| async move {
             let (status, body) = read(api, node, &format!("/sessions/{s}")).await?;

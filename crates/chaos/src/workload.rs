@@ -149,13 +149,29 @@ impl Api {
         answer
     }
 
-    pub async fn create_session(&self, client: &str, node: NodeId, timeout_secs: u64) -> (Answer, Option<SessionId>) {
+    /// Creates a session for `client` through `node`: its id if acknowledged.
+    pub async fn create_session(&self, client: &str, node: NodeId, timeout_secs: u64) -> Option<SessionId> {
         let mut o = op(client, node, OpKind::CreateSession, self.history.now());
         o.timeout_secs = Some(timeout_secs);
         let body = json!({"client_id": client, "timeout": timeout_secs});
         let answer = self.attempt(o, reqwest::Method::POST, "/sessions", Some(body), WRITE_TIMEOUT).await;
-        let id = answer.body["session_id"].as_str().and_then(SessionId::parse).filter(|_| answer.outcome == Outcome::Ok);
-        (answer, id)
+        answer.body["session_id"].as_str().and_then(SessionId::parse).filter(|_| answer.outcome == Outcome::Ok)
+    }
+
+    /// Creates a session for `client` through the nodes in turn, pausing `pause` after each
+    /// failure, until one acknowledges or `within` runs out: the session, the node that made it,
+    /// and how long it took.
+    pub async fn create_anywhere(&self, client: &str, timeout_secs: u64, within: Duration, pause: Duration) -> Option<(SessionId, NodeId, Duration)> {
+        let started = Instant::now();
+        let mut node: NodeId = 1;
+        while started.elapsed() < within {
+            if let Some(session) = self.create_session(client, node, timeout_secs).await {
+                return Some((session, node, started.elapsed()));
+            }
+            node = node % self.nodes() + 1;
+            tokio::time::sleep(pause).await;
+        }
+        None
     }
 
     pub async fn delete_session(&self, client: &str, node: NodeId, session: SessionId, timeout: Duration) -> Answer {
@@ -197,19 +213,9 @@ impl Api {
     /// Writes through the cluster until one succeeds or `within` runs out: a session created
     /// and deleted, each attempt recorded under `probe`. Returns how long it took.
     pub async fn probe_write(&self, within: Duration) -> Option<Duration> {
-        let started = Instant::now();
-        let mut node: NodeId = 1;
-        while started.elapsed() < within {
-            let (_, created) = self.create_session("probe", node, 5).await;
-            if let Some(session) = created {
-                let took = started.elapsed();
-                self.delete_session("probe", node, session, Duration::from_secs(2)).await;
-                return Some(took);
-            }
-            node = node % self.nodes() + 1;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
+        let (session, node, took) = self.create_anywhere("probe", 5, within, Duration::from_millis(50)).await?;
+        self.delete_session("probe", node, session, Duration::from_secs(2)).await;
+        Some(took)
     }
 }
 
@@ -334,7 +340,7 @@ enum Acquired {
 /// Opens a session, retrying until one is acknowledged; `None` if the run stops first.
 async fn open_session(ctx: &Ctx, client: &str, rng: &mut Rng) -> Option<SessionId> {
     while !ctx.stopping() {
-        let (_, id) = ctx.api.create_session(client, ctx.random_node(rng), ctx.settings.session_timeout).await;
+        let id = ctx.api.create_session(client, ctx.random_node(rng), ctx.settings.session_timeout).await;
         if id.is_some() {
             return id;
         }
@@ -482,7 +488,7 @@ async fn churn_client(ctx: Arc<Ctx>, k: usize) {
     let name = format!("churn-{k}");
     let mut rng = Rng::derive(ctx.settings.seed, 500 + k as u64);
     while !ctx.stopping() {
-        let (_, created) = ctx.api.create_session(&name, ctx.random_node(&mut rng), ctx.settings.session_timeout).await;
+        let created = ctx.api.create_session(&name, ctx.random_node(&mut rng), ctx.settings.session_timeout).await;
         if let Some(session) = created {
             let mut may_hold = false;
             if rng.one_in(2) {

@@ -19,6 +19,15 @@ impl Fields<'_> {
     pub fn u64(&self, key: &str) -> Result<u64, String> {
         self.0[key].as_u64().ok_or_else(|| format!("{key} is not a non-negative integer"))
     }
+    /// A count the contract added later (e.g. `queue_length`): 0 when the field is absent, as
+    /// from a server that predates it.
+    pub fn count(&self, key: &str) -> Result<u64, String> {
+        if self.0[key].is_null() {
+            Ok(0)
+        } else {
+            self.u64(key)
+        }
+    }
     pub fn bool(&self, key: &str) -> Result<bool, String> {
         self.0[key].as_bool().ok_or_else(|| format!("{key} is not a boolean"))
     }
@@ -27,6 +36,22 @@ impl Fields<'_> {
     }
     pub fn secs(&self, key: &str) -> Result<Duration, String> {
         self.0[key].as_f64().and_then(secs).ok_or_else(|| format!("{key} is not a number of seconds"))
+    }
+    /// Seconds that may be absent (`null` or missing): `None` then.
+    pub fn opt_secs(&self, key: &str) -> Result<Option<Duration>, String> {
+        if self.0[key].is_null() {
+            Ok(None)
+        } else {
+            self.secs(key).map(Some)
+        }
+    }
+    /// A Unix time that may be absent (`null` or missing): `None` then.
+    pub fn opt_time(&self, key: &str) -> Result<Option<SystemTime>, String> {
+        if self.0[key].is_null() {
+            Ok(None)
+        } else {
+            self.time(key).map(Some)
+        }
     }
     pub fn session_id(&self, key: &str) -> Result<SessionId, String> {
         SessionId::parse(self.str(key)?).ok_or_else(|| format!("{key} is not a session id"))
@@ -43,5 +68,14 @@ impl Fields<'_> {
     pub fn resources(&self, key: &str) -> Result<Vec<Resource>, String> {
         let list = self.0[key].as_array().ok_or_else(|| format!("{key} is not a list"))?;
         list.iter().map(|v| Resource::new(v.as_str().unwrap_or_default()).map_err(|e| e.to_string())).collect()
+    }
+    /// A list the contract added later (e.g. `waiting_for`, `waiters`), each item read by
+    /// `item`: empty when the field is absent, as from a server that predates it.
+    pub fn list<T>(&self, key: &str, item: impl Fn(Fields<'_>) -> Result<T, String>) -> Result<Vec<T>, String> {
+        match &self.0[key] {
+            Value::Null => Ok(Vec::new()),
+            Value::Array(list) => list.iter().map(|v| item(Fields(v))).collect(),
+            _ => Err(format!("{key} is not a list")),
+        }
     }
 }

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::time::Instant;
+
 use lockio_core::{ClientId, FenceToken, Resource, SessionId, Stats, Timeout};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -14,6 +16,7 @@ use crate::endpoints::{Endpoint, Endpoints};
 use crate::retry::Safety;
 use crate::session::Session;
 use crate::transport::{Answer, Budget, Request, Settings, Transport};
+use crate::wait::{call_time, lock_delay_secs, wait_secs};
 use crate::Error;
 
 /// A lock.io cluster, reached through any of its endpoints.
@@ -138,7 +141,15 @@ impl Client {
     /// `timeout` is whole seconds from 5 to 3600: how long the cluster keeps the session (and
     /// its locks) without hearing a keepalive.
     pub async fn open_session(&self, client_id: &str, timeout: Duration) -> Result<Session, Error> {
-        Session::open(self.clone(), client_id, timeout).await
+        Session::open(self.clone(), client_id, timeout, Duration::ZERO).await
+    }
+
+    /// [`open_session`](Client::open_session) with a lock-delay: whole seconds from 0 to 60
+    /// for which each lock the session holds stays unavailable to others if the session
+    /// **expires** (not when it is closed or a lock is released), so that a holder that is cut
+    /// off but still working has time to notice before the next holder starts.
+    pub async fn open_session_with_lock_delay(&self, client_id: &str, timeout: Duration, lock_delay: Duration) -> Result<Session, Error> {
+        Session::open(self.clone(), client_id, timeout, lock_delay).await
     }
 
     pub(crate) fn transport(&self) -> &Arc<Transport> {
@@ -168,10 +179,22 @@ impl Client {
     /// `POST /sessions`: creates a session, with no keepalives sent for it. Never repeated once
     /// it may have reached the cluster (a repeat would create a second session).
     pub async fn create_session(&self, client_id: &str, timeout: Duration) -> Result<SessionCreated, Error> {
+        self.create_session_with_lock_delay(client_id, timeout, Duration::ZERO).await
+    }
+
+    /// [`create_session`](Client::create_session) with a lock-delay (whole seconds, 0 to 60);
+    /// see [`open_session_with_lock_delay`](Client::open_session_with_lock_delay).
+    pub async fn create_session_with_lock_delay(&self, client_id: &str, timeout: Duration, lock_delay: Duration) -> Result<SessionCreated, Error> {
         let client_id = ClientId::new(client_id)?;
         let timeout = timeout_secs(timeout)?;
+        let lock_delay = lock_delay_secs(lock_delay)?;
         let mut request = Request::new(Method::POST, &["sessions"], Safety::AtMostOnce);
-        request.body = Some(json!({"client_id": client_id.as_str(), "timeout": timeout.secs()}));
+        let mut body = json!({"client_id": client_id.as_str(), "timeout": timeout.secs()});
+        // Sent only when asked for, so a server without lock-delays still takes the default.
+        if lock_delay > 0 {
+            body["lock_delay"] = lock_delay.into();
+        }
+        request.body = Some(body);
         let answer = self.send(request).await?;
         read(&answer, |f| {
             Ok(SessionCreated {
@@ -179,6 +202,11 @@ impl Client {
                 client_id: f.client_id("client_id")?,
                 timeout: Duration::from_secs(f.u64("timeout")?),
                 keepalive_interval: Duration::from_secs(f.u64("keepalive_interval")?),
+                // The create answer need not repeat it; the server took what was asked.
+                lock_delay: match f.0["lock_delay"].as_u64() {
+                    Some(secs) => Duration::from_secs(secs),
+                    None => Duration::from_secs(lock_delay),
+                },
             })
         })
     }
@@ -196,7 +224,9 @@ impl Client {
                 keepalive_interval: Duration::from_secs(f.u64("keepalive_interval")?),
                 locks_held: f.resources("locks_held")?,
                 expires_in: f.secs("expires_in")?,
-                expired_at: if f.0["expired_at"].is_null() { None } else { Some(f.time("expired_at")?) },
+                expired_at: f.opt_time("expired_at")?,
+                lock_delay: Duration::from_secs(f.count("lock_delay")?),
+                waiting_for: f.list("waiting_for", |r| Resource::new(r.0.as_str().unwrap_or_default()).map_err(|e| e.to_string()))?,
             })
         })
     }
@@ -234,24 +264,44 @@ impl Client {
     }
 
     /// `POST /sessions/{id}/locks/{resource}`: try-lock. `Ok` with the grant (a new one, or the
-    /// one this session already has); [`Error::LockHeld`] names the holder. Safe to repeat.
+    /// one this session already has); [`Error::LockHeld`] names the holder,
+    /// [`Error::LockDelayed`] says until when a lock-delay keeps it. Safe to repeat.
     pub async fn acquire(&self, session_id: SessionId, resource: &str) -> Result<Grant, Error> {
         let resource = Resource::new(resource)?;
-        let request = Request::new(
-            Method::POST,
-            &["sessions", &session_id.to_string(), "locks", resource.as_str()],
-            Safety::Repeatable,
-        );
-        let answer = self.send(request).await?;
-        let newly_granted = answer.status == StatusCode::CREATED;
-        read(&answer, |f| {
-            Ok(Grant {
-                session_id: f.session_id("session_id")?,
-                resource: f.resource("resource")?,
-                fence_token: f.token("fence_token")?,
-                newly_granted,
-            })
-        })
+        let answer = self.send(acquire_request(session_id, &resource)).await?;
+        grant(&answer)
+    }
+
+    /// `POST /sessions/{id}/locks/{resource}` with `{"wait": S}`: waits in the resource's queue,
+    /// in arrival order, until the lock is granted (`Ok`, with how long it took in
+    /// [`Grant::waited`]) or `wait` has passed ([`Error::LockHeld`], with `waited`). `wait` is
+    /// whole seconds from 0 to 300; 0 is a try-lock.
+    ///
+    /// The request stays open while it waits, with an HTTP timeout of `wait` plus the request
+    /// timeout. A broken connection or a 503 (a leader change, a node going away) is followed at
+    /// once by the same request with the time that is left, which the cluster takes as the same
+    /// waiter in the same place; the call never gives its place up while time remains. Once
+    /// the time is over, one more try-lock tells whether the grant came first.
+    ///
+    /// Dropping the returned future closes the connection, which cancels the wait (the cluster
+    /// removes the waiter unless the same request arrives within 2 s). If the grant happened
+    /// just before, this session holds the lock; [`Session::lock_wait`] cleans that up itself,
+    /// a caller of this method has to release it.
+    pub async fn acquire_wait(&self, session_id: SessionId, resource: &str, wait: Duration) -> Result<Grant, Error> {
+        let resource = Resource::new(resource)?;
+        if wait_secs(wait)? == 0 {
+            return self.acquire(session_id, resource.as_str()).await;
+        }
+        let start = Instant::now();
+        let mut request = acquire_request(session_id, &resource);
+        request.wait_until = Some(start + wait);
+        let settings = self.transport.settings;
+        let budget = Budget {
+            deadline: start + call_time(wait, settings.request_timeout, settings.retry_budget),
+            rounds: u32::MAX,
+        };
+        let answer = self.send_within(request, budget).await?;
+        grant(&answer)
     }
 
     /// `DELETE /sessions/{id}/locks/{resource}` with the grant's token. If an earlier attempt
@@ -267,7 +317,7 @@ impl Client {
         self.send_removal(request, |e| matches!(e, Error::LockNotHeld { .. })).await
     }
 
-    /// `GET /admin/locks/{resource}`: who holds it, if anyone.
+    /// `GET /admin/locks/{resource}`: who holds it, if anyone, and who waits for it.
     pub async fn lock_status(&self, resource: &str) -> Result<LockStatus, Error> {
         let resource = Resource::new(resource)?;
         let answer = self.send(Request::new(Method::GET, &["admin", "locks", resource.as_str()], Safety::Repeatable)).await?;
@@ -277,11 +327,26 @@ impl Client {
                     session_id: f.session_id("session_id")?,
                     fence_token: f.token("fence_token")?,
                     acquired_at: f.time("acquired_at")?,
+                    client_id: if f.0["client_id"].is_null() { None } else { Some(f.client_id("client_id")?) },
                 })
             } else {
                 None
             };
-            Ok(LockStatus { resource: f.resource("resource")?, holder })
+            let waiters = f.list("waiters", |w| {
+                Ok(Waiter {
+                    session_id: w.session_id("session_id")?,
+                    client_id: w.client_id("client_id")?,
+                    since: w.time("since")?,
+                    deadline: w.time("deadline")?,
+                })
+            })?;
+            Ok(LockStatus {
+                resource: f.resource("resource")?,
+                holder,
+                queue_length: if f.0["queue_length"].is_null() { waiters.len() as u64 } else { f.u64("queue_length")? },
+                waiters,
+                delayed_until: f.opt_time("delayed_until")?,
+            })
         })
     }
 
@@ -294,6 +359,8 @@ impl Client {
                 expired_sessions: f.u64("expired_sessions")?,
                 total_locks: f.u64("total_locks")?,
                 fence_counter: f.u64("fence_counter")?,
+                // Absent from a server without wait queues.
+                waiters: f.count("waiters")?,
             })
         })
     }
@@ -317,6 +384,26 @@ impl Client {
         let answer = self.transport.send_once(&endpoint, &Request::new(Method::GET, &["cluster", "status"], Safety::Repeatable)).await?;
         read(&answer.into_result()?, node_status)
     }
+}
+
+/// An acquire of `resource` for `session_id`, without a body: a try-lock unless the transport
+/// adds a wait.
+fn acquire_request(session_id: SessionId, resource: &Resource) -> Request {
+    Request::new(Method::POST, &["sessions", &session_id.to_string(), "locks", resource.as_str()], Safety::Repeatable)
+}
+
+/// The grant an acquire's success answer (201 new, 200 already held) carries.
+fn grant(answer: &Answer) -> Result<Grant, Error> {
+    let newly_granted = answer.status == StatusCode::CREATED;
+    read(answer, |f| {
+        Ok(Grant {
+            session_id: f.session_id("session_id")?,
+            resource: f.resource("resource")?,
+            fence_token: f.token("fence_token")?,
+            newly_granted,
+            waited: f.opt_secs("waited")?.unwrap_or_default(),
+        })
+    })
 }
 
 fn node_status(f: Fields<'_>) -> Result<NodeStatus, String> {
@@ -355,6 +442,8 @@ pub struct SessionCreated {
     pub timeout: Duration,
     /// How often to send a keepalive: a third of the timeout.
     pub keepalive_interval: Duration,
+    /// How long its locks stay unavailable after it expires; zero for none.
+    pub lock_delay: Duration,
 }
 
 /// A session as the cluster sees it.
@@ -371,6 +460,10 @@ pub struct SessionInfo {
     pub expires_in: Duration,
     /// When it expired; `None` while it is alive.
     pub expired_at: Option<SystemTime>,
+    /// How long its locks stay unavailable if it expires; zero for none.
+    pub lock_delay: Duration,
+    /// The resources it waits for now, in a lock's queue.
+    pub waiting_for: Vec<Resource>,
 }
 
 impl SessionInfo {
@@ -395,13 +488,22 @@ pub struct Grant {
     pub fence_token: FenceToken,
     /// `false` when the session already held the lock (the cluster answered 200, not 201).
     pub newly_granted: bool,
+    /// How long the request waited in the lock's queue; zero for a grant without waiting.
+    pub waited: Duration,
 }
 
-/// Who holds a resource, if anyone.
+/// Who holds a resource, if anyone, and who waits for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LockStatus {
     pub resource: Resource,
     pub holder: Option<LockHolder>,
+    /// How many sessions wait for it.
+    pub queue_length: u64,
+    /// The sessions waiting for it, in queue order: the first is granted the lock next.
+    pub waiters: Vec<Waiter>,
+    /// While nobody holds it because its last holder's session expired: until when the
+    /// lock-delay keeps it unavailable.
+    pub delayed_until: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -409,6 +511,19 @@ pub struct LockHolder {
     pub session_id: SessionId,
     pub fence_token: FenceToken,
     pub acquired_at: SystemTime,
+    /// The holder's client id (`None` from a server that does not say it).
+    pub client_id: Option<ClientId>,
+}
+
+/// A session in a lock's queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiter {
+    pub session_id: SessionId,
+    pub client_id: ClientId,
+    /// When it joined the queue.
+    pub since: SystemTime,
+    /// When its wait ends without the lock, in the leader's time.
+    pub deadline: SystemTime,
 }
 
 /// One node's view of the cluster (`GET /cluster/status`).

@@ -2,7 +2,7 @@
 //! and the one place that turns the server's error JSON (http-api.md, "Errors") into it.
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use lockio_core::{ClientId, FenceToken, Resource, SessionId};
 use serde_json::Value;
@@ -17,9 +17,30 @@ use crate::time::format_time;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Another session holds the lock (acquire is a try-lock). Try again later.
-    #[error("{resource} is held by client {holder_client_id} since {} with fence token {holder_fence_token}", format_time(*.held_since))]
-    LockHeld { resource: Resource, holder_client_id: ClientId, holder_fence_token: FenceToken, held_since: SystemTime },
+    /// Another session holds the lock: a try-lock found it held, or a wait's deadline passed
+    /// first (`waited` is then how long the server kept the request in the queue; the waiter has
+    /// left the queue). `queue_length` counts the sessions still waiting for it. Try again later.
+    #[error("{}", lock_held(resource, holder_client_id, *.holder_fence_token, *.held_since, *.queue_length, *.waited))]
+    LockHeld {
+        resource: Resource,
+        holder_client_id: ClientId,
+        holder_fence_token: FenceToken,
+        held_since: SystemTime,
+        /// Sessions waiting for the lock (0 from a server without wait queues).
+        queue_length: u64,
+        /// `Some` when this was a wait that timed out.
+        waited: Option<Duration>,
+    },
+
+    /// Nobody holds the lock, but its last holder's session expired and the session's
+    /// lock-delay keeps it unavailable until `available_at` (a try-lock only; a wait simply
+    /// goes on). Try again then, or wait for it.
+    #[error("{resource} is unavailable until {} (lock-delay after its holder's session expired)", format_time(*.available_at))]
+    LockDelayed { resource: Resource, available_at: SystemTime, queue_length: u64 },
+
+    /// The lock's queue is full (10,000 waiters): this wait was not queued. Try again later.
+    #[error("{resource} has {queue_length} sessions waiting, as many as its queue takes")]
+    QueueFull { resource: Resource, queue_length: u64 },
 
     /// The session expired: the cluster released its locks. Stop the work they protected and
     /// open a new session.
@@ -44,7 +65,8 @@ pub enum Error {
     AlreadyLocked { resource: Resource },
 
     /// A value was refused, by this client before sending or by the server (400); `field`
-    /// names it (`client_id`, `timeout`, `resource`, `fence_token`, `session_id`, `endpoints`).
+    /// names it (`client_id`, `timeout`, `lock_delay`, `resource`, `wait`, `fence_token`,
+    /// `session_id`, `endpoints`).
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: String, reason: String },
 
@@ -83,6 +105,26 @@ impl fmt::Display for Attempt {
     }
 }
 
+fn lock_held(
+    resource: &Resource,
+    holder: &ClientId,
+    token: FenceToken,
+    since: SystemTime,
+    queue_length: u64,
+    waited: Option<Duration>,
+) -> String {
+    let mut text = format!("{resource} is held by client {holder} since {} with fence token {token}", format_time(since));
+    if let Some(waited) = waited {
+        text.push_str(&format!("; gave up after waiting {:.1}s", waited.as_secs_f64()));
+    }
+    match queue_length {
+        0 => {}
+        1 => text.push_str("; 1 session is waiting for it"),
+        n => text.push_str(&format!("; {n} sessions are waiting for it")),
+    }
+    text
+}
+
 fn unavailable(tried: &[Attempt], outcome_unknown: bool) -> String {
     let mut text = if tried.is_empty() {
         "lock.io cluster unavailable: no endpoint could be tried in time".to_string()
@@ -108,9 +150,20 @@ pub(crate) fn from_answer(endpoint: &str, status: u16, body: &Value) -> Error {
                 holder_client_id: f.client_id("holder_client_id")?,
                 holder_fence_token: f.token("holder_fence_token")?,
                 held_since: f.time("held_since")?,
+                queue_length: f.count("queue_length")?,
+                waited: f.opt_secs("waited")?,
             })
         })()
         .ok(),
+        "LOCK_DELAYED" => (|| {
+            Ok::<_, String>(Error::LockDelayed {
+                resource: f.resource("resource")?,
+                available_at: f.time("available_at")?,
+                queue_length: f.count("queue_length")?,
+            })
+        })()
+        .ok(),
+        "QUEUE_FULL" => (|| Ok::<_, String>(Error::QueueFull { resource: f.resource("resource")?, queue_length: f.u64("queue_length")? }))().ok(),
         "SESSION_EXPIRED" => f.session_id("session_id").ok().map(|session_id| Error::SessionExpired { session_id }),
         "SESSION_NOT_FOUND" => f.session_id("session_id").ok().map(|session_id| Error::SessionNotFound { session_id }),
         "LOCK_NOT_HELD" => (|| {
@@ -159,6 +212,23 @@ mod tests {
                        "holder_client_id": "test-client-1", "holder_fence_token": 1, "resource": "resource-1"}),
                 "resource-1 is held by client test-client-1 since 2026-11-26T23:38:25Z with fence token 1",
             ),
+            (
+                409,
+                json!({"acquired": false, "code": "LOCK_HELD", "error": "…", "held_since": 1795736305.768, "holders_count": 1,
+                       "holder_client_id": "billing-7", "holder_fence_token": 41, "resource": "orders", "queue_length": 2, "waited": 30.04}),
+                "orders is held by client billing-7 since 2026-11-26T23:38:25Z with fence token 41; gave up after waiting 30.0s; 2 sessions are waiting for it",
+            ),
+            (
+                409,
+                json!({"acquired": false, "code": "LOCK_DELAYED", "error": "…", "available_at": 1795736305.5, "resource": "orders", "queue_length": 0}),
+                "orders is unavailable until 2026-11-26T23:38:25Z (lock-delay after its holder's session expired)",
+            ),
+            (
+                409,
+                json!({"acquired": false, "code": "QUEUE_FULL", "error": "…", "resource": "orders", "queue_length": 10000}),
+                "orders has 10000 sessions waiting, as many as its queue takes",
+            ),
+            (410, json!({"acquired": false, "code": "SESSION_EXPIRED", "error": "…", "session_id": S}), "session b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d has expired and its locks were released"),
             (410, json!({"code": "SESSION_EXPIRED", "error": "…", "session_id": S}), "session b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d has expired and its locks were released"),
             (404, json!({"code": "SESSION_NOT_FOUND", "error": "…", "session_id": S}), "session b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d does not exist"),
             (

@@ -1,5 +1,6 @@
-//! The lock.io client: sessions kept alive in the background, try-locks with fence tokens, and
-//! failover across a cluster's endpoints, over the HTTP API (docs/http-api.md).
+//! The lock.io client: sessions kept alive in the background, locks with fence tokens (at once,
+//! or after waiting in the lock's queue), and failover across a cluster's endpoints, over the
+//! HTTP API (docs/http-api.md).
 //!
 //! This crate compiles none of the server: no openraft, axum or redb in its dependency tree
 //! (`.ci/run` checks). It shares only `lockio-core`'s value types (`SessionId`, `Resource`,
@@ -12,6 +13,9 @@
 //!   unknown.
 //! - [`Session`]: a session that sends its own keepalives and says whether it is
 //!   [alive, in jeopardy or expired](SessionState); closed, or dropped, it is deleted.
+//!   [`lock`](Session::lock) is a try-lock; [`lock_wait`](Session::lock_wait) waits in the
+//!   lock's queue, kept by the cluster in arrival order, and gets the lock the moment the
+//!   sessions ahead are done with it.
 //! - [`LockGuard`]: a held lock and its [`FenceToken`]; released explicitly or on drop.
 //! - [`Error`]: why a call failed, one variant per thing the caller can do about it.
 //!
@@ -37,6 +41,32 @@
 //! # }
 //! ```
 //!
+//! Waiting instead of trying once: the cluster queues the session behind the holder (and anyone
+//! already waiting) and answers when the lock is granted, or with [`Error::LockHeld`] once the
+//! wait is over. A connection that breaks meanwhile (a leader change) is retried at once, keeping
+//! the place in the queue; dropping the future gives the place up.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lockio_client::{Client, Error};
+//!
+//! # async fn demo() -> Result<(), Error> {
+//! let client = Client::new(["127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002"])?;
+//! let session = client.open_session("invoice-worker-2", Duration::from_secs(30)).await?;
+//! match session.lock_wait("invoices", Duration::from_secs(120)).await {
+//!     Ok(guard) => {
+//!         println!("waited {:?} for invoices; fence token {}", guard.waited(), guard.fence_token());
+//!         guard.release().await?;
+//!     }
+//!     Err(Error::LockHeld { holder_client_id, queue_length, .. }) => {
+//!         println!("{holder_client_id} kept it for two minutes; {queue_length} still waiting");
+//!     }
+//!     Err(e) => return Err(e),
+//! }
+//! session.close().await
+//! # }
+//! ```
+//!
 //! Every error reads as one sentence a person can act on:
 //!
 //! ```
@@ -46,8 +76,7 @@
 //! assert_eq!(e.to_string(), "invalid endpoints: `https://lock-1:5000` must be http:// (lock.io has no TLS)");
 //! ```
 //!
-//! Left out for now: blocking acquire (the server has no wait queue; retry `lock` with a
-//! backoff, as `lockio exec --wait` does), watches, TLS and authentication.
+//! Left out for now: shared locks, watches, TLS and authentication.
 
 mod body;
 mod client;
@@ -59,8 +88,9 @@ mod retry;
 mod session;
 mod time;
 mod transport;
+mod wait;
 
-pub use client::{Client, ClientBuilder, Grant, KeepaliveAck, LockHolder, LockStatus, Member, NodeStatus, SessionCreated, SessionInfo};
+pub use client::{Client, ClientBuilder, Grant, KeepaliveAck, LockHolder, LockStatus, Member, NodeStatus, SessionCreated, SessionInfo, Waiter};
 pub use error::{Attempt, Error};
 pub use lease::{Expiry, SessionState};
 pub use lock::LockGuard;

@@ -51,6 +51,11 @@ impl LockGuard {
         self.grant.newly_granted
     }
 
+    /// How long the grant waited in the lock's queue; zero for a grant without waiting.
+    pub fn waited(&self) -> std::time::Duration {
+        self.grant.waited
+    }
+
     /// Releases the lock. An error other than [`Error::Unavailable`] means the lock was
     /// already gone (the session expired or was deleted): the protected work may have overlapped
     /// with the next holder's.

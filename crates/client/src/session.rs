@@ -1,6 +1,7 @@
 //! `Session`: a session that keeps itself alive from a background task, publishes its state
-//! (alive, in jeopardy, expired) the moment it changes, hands out `LockGuard`s, and is deleted
-//! when closed or dropped. The rules for the state are in `lease`; this module runs them.
+//! (alive, in jeopardy, expired) the moment it changes, hands out `LockGuard`s (at once or after
+//! waiting in a lock's queue, cleaning up after a cancelled wait), and is deleted when closed or
+//! dropped. The rules for the state are in `lease`; this module runs them.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use crate::client::SessionCreated;
 use crate::lease::{Expiry, Keepalive, Lease, SessionState};
 use crate::lock::{Held, LockGuard};
 use crate::transport::Budget;
+use crate::wait::wait_secs;
 use crate::{Client, Error};
 
 /// An open session, kept alive by a background task until it is closed or dropped.
@@ -47,6 +49,7 @@ pub struct Session {
     client_id: ClientId,
     timeout: Duration,
     keepalive_interval: Duration,
+    lock_delay: Duration,
     /// Shared with the keepalive task, which owns the updates; `close` and `drop` mark the
     /// lease closed after stopping the task. A std mutex: never held across an await.
     lease: Arc<Mutex<Lease>>,
@@ -67,9 +70,9 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) async fn open(client: Client, client_id: &str, timeout: Duration) -> Result<Session, Error> {
+    pub(crate) async fn open(client: Client, client_id: &str, timeout: Duration, lock_delay: Duration) -> Result<Session, Error> {
         let sent_at = Instant::now();
-        let created = client.create_session(client_id, timeout).await?;
+        let created = client.create_session_with_lock_delay(client_id, timeout, lock_delay).await?;
         Ok(Session::start(client, created, sent_at))
     }
 
@@ -86,6 +89,7 @@ impl Session {
             client_id: created.client_id,
             timeout: created.timeout,
             keepalive_interval: interval,
+            lock_delay: created.lock_delay,
             lease,
             state,
             keepalive,
@@ -108,6 +112,11 @@ impl Session {
 
     pub fn keepalive_interval(&self) -> Duration {
         self.keepalive_interval
+    }
+
+    /// How long its locks stay unavailable to others if it expires; zero for none.
+    pub fn lock_delay(&self) -> Duration {
+        self.lock_delay
     }
 
     /// The state now. Expired as soon as the timeout has passed since the last acknowledged
@@ -158,6 +167,71 @@ impl Session {
         }
     }
 
+    /// Waits up to `wait` (whole seconds, 0 to 300) in the lock's queue: a guard once the lock is
+    /// granted, in arrival order ([`LockGuard::waited`] says how long it took), or
+    /// [`Error::LockHeld`] when `wait` has passed first (with `waited` set). A `wait` of zero is
+    /// [`lock`](Session::lock).
+    ///
+    /// The wait happens in the cluster, as one long request that is sent again at once, with
+    /// the time left, after a broken connection or a 503 (a leader change): the cluster takes
+    /// it as the same waiter, in the same place. It never gives its place up while time remains.
+    /// It ends early with [`Error::SessionExpired`] if this session expires meanwhile.
+    ///
+    /// Dropping the future cancels the wait. If the cluster granted the lock just before, the
+    /// lock is released in the background (if a tokio runtime is still running); until that is
+    /// settled, a new `lock` or `lock_wait` of the same resource answers
+    /// [`Error::AlreadyLocked`].
+    ///
+    /// ```no_run
+    /// # async fn demo(session: lockio_client::Session) -> Result<(), lockio_client::Error> {
+    /// use std::time::Duration;
+    ///
+    /// // Queue behind the current holder for up to a minute.
+    /// let guard = session.lock_wait("nightly-report", Duration::from_secs(60)).await?;
+    /// println!("got it after {:?} with fence token {}", guard.waited(), guard.fence_token());
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn lock_wait(&self, resource: &str, wait: Duration) -> Result<LockGuard, Error> {
+        if wait.is_zero() {
+            return self.lock(resource).await;
+        }
+        if self.state().is_expired() {
+            return Err(Error::SessionExpired { session_id: self.id });
+        }
+        let resource = Resource::new(resource)?;
+        wait_secs(wait)?;
+        if !self.held.reserve(&resource) {
+            return Err(Error::AlreadyLocked { resource });
+        }
+        // From here, a drop of this future leaves the outcome to `Pending`.
+        let mut pending = Pending {
+            client: self.client.clone(),
+            session_id: self.id,
+            resource: resource.clone(),
+            held: self.held.clone(),
+            settled: false,
+        };
+        let result = tokio::select! {
+            result = self.client.acquire_wait(self.id, resource.as_str(), wait) => result,
+            // The cluster answers SESSION_EXPIRED too, if it can be reached; this is sooner.
+            _ = self.expired() => Err(Error::SessionExpired { session_id: self.id }),
+        };
+        match result {
+            Ok(grant) => {
+                pending.settled = true;
+                Ok(LockGuard::new(self.client.clone(), grant, self.held.clone()))
+            }
+            // The cluster may have granted it after the last answer: `Pending` looks.
+            Err(e @ Error::Unavailable { .. }) => Err(e),
+            Err(e) => {
+                pending.settled = true;
+                self.held.forget(&resource);
+                Err(e)
+            }
+        }
+    }
+
     /// Stops the keepalives and deletes the session, which releases its locks. A session the
     /// cluster no longer has counts as deleted.
     pub async fn close(mut self) -> Result<(), Error> {
@@ -194,6 +268,61 @@ impl Drop for Session {
                 }
             });
         }
+    }
+}
+
+/// A wait of `Session::lock_wait` whose outcome the caller did not see: the future was dropped
+/// (the connection closed, which cancels the wait), or the cluster could not be reached. Unless
+/// `settled`, on drop it finds out in the background whether the cluster granted the lock after
+/// all, and releases it then; the resource stays reserved in `held` until that is known.
+struct Pending {
+    client: Client,
+    session_id: SessionId,
+    resource: Resource,
+    held: Held,
+    settled: bool,
+}
+
+/// How long the cluster keeps the place of a waiter whose connection closed, and a margin: after
+/// this, the waiter is cancelled or granted.
+const CANCEL_SETTLES: Duration = Duration::from_millis(2500);
+
+/// How long `Pending` keeps looking before it leaves the rest to the session's end.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (client, id, resource, held) = (self.client.clone(), self.session_id, self.resource.clone(), self.held.clone());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime: a lock granted anyway stays held until the session ends.
+            held.forget(&resource);
+            return;
+        };
+        runtime.spawn(async move {
+            tokio::time::sleep(CANCEL_SETTLES).await;
+            let limit = Instant::now() + SETTLE_LIMIT;
+            while Instant::now() < limit {
+                match client.lock_status(resource.as_str()).await {
+                    Ok(status) => {
+                        if let Some(holder) = status.holder.as_ref().filter(|h| h.session_id == id) {
+                            if let Err(e) = client.release(id, resource.as_str(), holder.fence_token).await {
+                                tracing::debug!(session_id = %id, %resource, error = %e, "releasing the lock of a cancelled wait failed");
+                            }
+                            break;
+                        }
+                        if !status.waiters.iter().any(|w| w.session_id == id) {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::debug!(session_id = %id, %resource, error = %e, "looking up a cancelled wait failed"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            held.forget(&resource);
+        });
     }
 }
 
@@ -259,6 +388,7 @@ mod tests {
             client_id: ClientId::new("test").unwrap(),
             timeout: Duration::from_millis(800),
             keepalive_interval: Duration::from_millis(200),
+            lock_delay: Duration::ZERO,
         };
         let start = Instant::now();
         let session = Session::start(client, created, start);

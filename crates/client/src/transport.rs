@@ -1,6 +1,7 @@
 //! Sending one request to the cluster: the endpoints in turn (the preferred one first), a retry
 //! on the next one when that is safe, bounded backoff between rounds, and learning which node
-//! is the leader. The only module that speaks HTTP.
+//! is the leader; a long poll (a wait in a lock's queue) asks each time for what is left of its
+//! wait. The only module that speaks HTTP.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use tokio::time::Instant;
 use crate::endpoints::{Endpoint, Endpoints};
 use crate::error::{from_answer, Attempt};
 use crate::retry::{backoff, may_retry, Failure, Safety};
+use crate::wait::{ask_for, RETRY_PAUSE_CAP};
 use crate::Error;
 
 /// One call of the HTTP contract.
@@ -23,11 +25,15 @@ pub(crate) struct Request {
     pub query: Vec<(&'static str, String)>,
     pub body: Option<Value>,
     pub safety: Safety,
+    /// Set for a long poll, an acquire that waits in the lock's queue: when the caller's wait
+    /// ends. Each attempt's body gets `"wait"`, the whole seconds left until then (`wait::ask_for`),
+    /// its HTTP timeout grows by as much, and rounds follow each other without a long pause.
+    pub wait_until: Option<Instant>,
 }
 
 impl Request {
     pub fn new(method: Method, path: &[&str], safety: Safety) -> Request {
-        Request { method, path: path.iter().map(|s| s.to_string()).collect(), query: Vec::new(), body: None, safety }
+        Request { method, path: path.iter().map(|s| s.to_string()).collect(), query: Vec::new(), body: None, safety, wait_until: None }
     }
 
     /// Whether this request may have changed something despite `failure`: never a read.
@@ -121,9 +127,11 @@ impl Transport {
                 if now >= budget.deadline {
                     break 'rounds;
                 }
-                let timeout = self.settings.request_timeout.min(budget.deadline - now);
+                // A long poll asks for what is left of its wait, and is given as long again.
+                let wait = request.wait_until.map(|until| ask_for(until.saturating_duration_since(now)));
+                let timeout = (self.settings.request_timeout + Duration::from_secs(wait.unwrap_or(0))).min(budget.deadline - now);
                 let endpoint = self.endpoints.get(index).authority.clone();
-                match self.attempt(self.endpoints.get(index), request, timeout).await {
+                match self.attempt(self.endpoints.get(index), request, wait, timeout).await {
                     Ok((status, body)) => {
                         let moved = self.endpoints.answered(index);
                         if moved || !self.endpoints.leader_known() {
@@ -147,7 +155,11 @@ impl Transport {
                     }
                 }
             }
-            let pause = backoff(round, retry_after);
+            let mut pause = backoff(round, retry_after);
+            if request.wait_until.is_some() {
+                // The server keeps a waiter's place for 2 s after its connection broke.
+                pause = pause.min(RETRY_PAUSE_CAP);
+            }
             if round + 1 == budget.rounds || Instant::now() + pause >= budget.deadline {
                 break;
             }
@@ -159,7 +171,7 @@ impl Transport {
     /// One attempt at one endpoint, which need not be configured: no retry, no failover.
     pub async fn send_once(&self, endpoint: &Endpoint, request: &Request) -> Result<Answer, Error> {
         let timeout = self.settings.request_timeout;
-        match self.attempt(endpoint, request, timeout).await {
+        match self.attempt(endpoint, request, None, timeout).await {
             Ok((status, body)) => Ok(Answer { status, body, endpoint: endpoint.authority.clone(), after_maybe_applied: false }),
             Err((failure, _)) => Err(Error::Unavailable {
                 tried: vec![Attempt { endpoint: endpoint.authority.clone(), failure: failure.describe().to_string() }],
@@ -168,17 +180,29 @@ impl Transport {
         }
     }
 
-    /// One request to one endpoint. A 503 is a failure (with its `Retry-After`); every other
-    /// answer is the node's word.
-    async fn attempt(&self, endpoint: &Endpoint, request: &Request, timeout: Duration) -> Result<(StatusCode, Value), (Failure, Option<Duration>)> {
+    /// One request to one endpoint, with `"wait": wait` added to the body of a long poll. A 503
+    /// is a failure (with its `Retry-After`); every other answer is the node's word.
+    async fn attempt(
+        &self,
+        endpoint: &Endpoint,
+        request: &Request,
+        wait: Option<u64>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Value), (Failure, Option<Duration>)> {
         let mut url = endpoint.base.clone();
         url.path_segments_mut().expect("http URLs have a path").pop_if_empty().extend(&request.path);
         if !request.query.is_empty() {
             url.query_pairs_mut().extend_pairs(request.query.iter().map(|(k, v)| (*k, v.as_str())));
         }
         let mut builder = self.http.request(request.method.clone(), url).timeout(timeout);
-        if let Some(body) = &request.body {
-            builder = builder.json(body);
+        match (&request.body, wait) {
+            (body, Some(wait)) => {
+                let mut body = body.clone().unwrap_or_else(|| serde_json::json!({}));
+                body["wait"] = wait.into();
+                builder = builder.json(&body);
+            }
+            (Some(body), None) => builder = builder.json(body),
+            (None, None) => {}
         }
         let response = builder.send().await.map_err(|e| (failure(&e, timeout), None))?;
         let status = response.status();
@@ -217,7 +241,7 @@ impl Transport {
         tokio::spawn(async move {
             let request = Request::new(Method::GET, &["cluster", "status"], Safety::Repeatable);
             for index in transport.endpoints.round() {
-                if let Ok((status, body)) = transport.attempt(transport.endpoints.get(index), &request, Duration::from_secs(2)).await {
+                if let Ok((status, body)) = transport.attempt(transport.endpoints.get(index), &request, None, Duration::from_secs(2)).await {
                     if status.is_success() {
                         if let Some(http) = leader_http(&body) {
                             transport.endpoints.leader_is(http);

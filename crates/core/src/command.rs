@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{ClientId, FenceToken, InvalidValue, Resource, SessionId, Timeout, UnixMillis};
+use crate::types::{ClientId, FenceToken, InvalidValue, LockDelay, Mode, Resource, SessionId, Timeout, UnixMillis};
 
 /// One replicated change to the lock state. Every variant carries `now`, the leader's
 /// wall-clock time when it proposed the command.
@@ -30,6 +30,27 @@ pub enum Command {
     /// that every replica shows the same `last_keepalive`. Informational: expiry is decided by
     /// the leader's lease table, not from this.
     RecordKeepalives { keepalives: Vec<(SessionId, UnixMillis)>, now: UnixMillis },
+    // The variants below came with waiting and lock-delay. They are appended, never inserted,
+    // so that a log written by an earlier release still decodes (postcard numbers variants).
+    /// Acquire-or-wait: grants `resource` now if nobody is ahead (as `Acquire`), otherwise
+    /// puts the session at the end of the resource's queue until `deadline` (leader time). The
+    /// same session asking again while queued keeps its place; the deadline moves to the later
+    /// of the two. A `deadline` that is not after `now` makes it a try-lock.
+    Wait { session_id: SessionId, resource: Resource, mode: Mode, deadline: UnixMillis, now: UnixMillis },
+    /// Takes the session out of the resource's queue (the client went away).
+    CancelWait { session_id: SessionId, resource: Resource, now: UnixMillis },
+    /// The leader's timer: every waiter whose deadline is at or before `now` leaves its queue,
+    /// and every lock-delay that ended by `now` lets the head of its queue in.
+    Tick { now: UnixMillis },
+    /// `CreateSession` with a lock-delay: when this session expires, each lock it held stays
+    /// unavailable for that long.
+    CreateSessionWithLockDelay {
+        session_id: SessionId,
+        client_id: ClientId,
+        timeout: Timeout,
+        lock_delay: LockDelay,
+        now: UnixMillis,
+    },
 }
 
 impl Command {
@@ -42,7 +63,11 @@ impl Command {
             | Command::Release { now, .. }
             | Command::ExpireSessions { now, .. }
             | Command::Cleanup { now, .. }
-            | Command::RecordKeepalives { now, .. } => *now,
+            | Command::RecordKeepalives { now, .. }
+            | Command::Wait { now, .. }
+            | Command::CancelWait { now, .. }
+            | Command::Tick { now }
+            | Command::CreateSessionWithLockDelay { now, .. } => *now,
         }
     }
 
@@ -56,6 +81,10 @@ impl Command {
             Command::ExpireSessions { .. } => "expire_sessions",
             Command::Cleanup { .. } => "cleanup",
             Command::RecordKeepalives { .. } => "record_keepalives",
+            Command::Wait { .. } => "wait",
+            Command::CancelWait { .. } => "cancel_wait",
+            Command::Tick { .. } => "tick",
+            Command::CreateSessionWithLockDelay { .. } => "create_session",
         }
     }
 
@@ -68,7 +97,12 @@ impl Command {
                 ClientId::new(client_id.as_str())?;
                 Timeout::from_secs(timeout.secs())?;
             }
-            Command::Acquire { resource, .. } => {
+            Command::CreateSessionWithLockDelay { client_id, timeout, lock_delay, .. } => {
+                ClientId::new(client_id.as_str())?;
+                Timeout::from_secs(timeout.secs())?;
+                LockDelay::from_secs(lock_delay.secs())?;
+            }
+            Command::Acquire { resource, .. } | Command::Wait { resource, .. } | Command::CancelWait { resource, .. } => {
                 Resource::new(resource.as_str())?;
             }
             Command::Release { resource, fence_token, .. } => {
@@ -78,7 +112,8 @@ impl Command {
             Command::DeleteSession { .. }
             | Command::ExpireSessions { .. }
             | Command::Cleanup { .. }
-            | Command::RecordKeepalives { .. } => {}
+            | Command::RecordKeepalives { .. }
+            | Command::Tick { .. } => {}
         }
         Ok(())
     }
@@ -114,6 +149,73 @@ pub enum Applied {
     Expired { expired: Vec<ExpiredSession>, removed: u64 },
     /// From `RecordKeepalives`: how many live sessions it updated.
     KeepalivesRecorded { updated: u64 },
+    /// From `Wait`: the session is in the resource's queue at `position` (1 is the head).
+    /// `fresh` is false when it was already queued (a retried wait keeps its place).
+    Queued { resource: Resource, session_id: SessionId, position: u64, deadline: UnixMillis, fresh: bool },
+    /// From `CancelWait`.
+    WaitCancelled { resource: Resource, session_id: SessionId },
+    /// From `Tick`: how many waits timed out and how many queued sessions got their lock.
+    Ticked { timed_out: u64, handed_off: u64 },
+}
+
+/// Why a session stopped waiting without the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WaitEnd {
+    /// Its deadline passed.
+    Timeout,
+    /// The client went away (`CancelWait`).
+    Cancelled,
+    /// The session was deleted, expired or cleaned up.
+    SessionEnded,
+}
+
+impl WaitEnd {
+    /// The contract's spelling (`reason` of `lock_wait_ended`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitEnd::Timeout => "timeout",
+            WaitEnd::Cancelled => "cancelled",
+            WaitEnd::SessionEnded => "session_ended",
+        }
+    }
+}
+
+/// One thing that happened while a command was applied, in the order it happened. A command
+/// can cause several: a release hands the lock to the head of the queue in the same step, an
+/// expiry ends the session's waits, releases its locks and hands each one on. Observers (the
+/// event stream, the leader's open waits) read these; nothing in the state depends on them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    SessionCreated { session_id: SessionId, client_id: ClientId, timeout: Timeout, lock_delay: LockDelay },
+    SessionDeleted { session_id: SessionId, client_id: ClientId, released: Vec<Grant> },
+    SessionExpired { session_id: SessionId, client_id: ClientId, released: Vec<Grant> },
+    /// A new grant. `queued`: handed over from the queue (then `waited_ms` is how long the
+    /// session waited); otherwise granted on request.
+    LockAcquired { grant: Grant, client_id: ClientId, mode: Mode, queued: bool, waited_ms: u64 },
+    LockReleased { grant: Grant, client_id: ClientId },
+    /// A session joined a queue at `position`, or (a retried wait) moved its deadline.
+    LockWaiting { resource: Resource, session_id: SessionId, client_id: ClientId, waiter: Waiter, position: u64 },
+    /// A session left a queue without the lock. `blocked_by` is why it could not have the lock
+    /// at that moment (for a timeout's answer), if it was held or delayed.
+    LockWaitEnded {
+        resource: Resource,
+        session_id: SessionId,
+        client_id: ClientId,
+        reason: WaitEnd,
+        waited_ms: u64,
+        blocked_by: Option<DomainError>,
+    },
+}
+
+/// A session in a resource's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiter {
+    pub session_id: SessionId,
+    pub mode: Mode,
+    /// When it joined the queue.
+    pub since: UnixMillis,
+    /// When it stops waiting without the lock.
+    pub deadline: UnixMillis,
 }
 
 /// Why a command was refused. Refusals are deterministic: every replica refuses the same
@@ -122,8 +224,21 @@ pub enum Applied {
 pub enum DomainError {
     SessionNotFound { session_id: SessionId },
     SessionExpired { session_id: SessionId },
-    /// Another session holds the resource.
-    LockHeld { resource: Resource, holder: SessionId, holder_client: ClientId, fence_token: FenceToken, since: UnixMillis },
+    /// Another session holds the resource; `queue_length` sessions wait for it.
+    LockHeld {
+        resource: Resource,
+        holder: SessionId,
+        holder_client: ClientId,
+        fence_token: FenceToken,
+        since: UnixMillis,
+        queue_length: u64,
+    },
+    /// The resource is free but under lock-delay (its holder's session expired) until `until`.
+    LockDelayed { resource: Resource, until: UnixMillis, queue_length: u64 },
+    /// The resource's queue already has `MAX_WAITERS` sessions.
+    QueueFull { resource: Resource, queue_length: u64 },
+    /// `CancelWait` for a session that is not in the resource's queue (granted or gone already).
+    NotWaiting { session_id: SessionId, resource: Resource },
     /// Release of a resource this session does not hold.
     LockNotHeld { session_id: SessionId, resource: Resource },
     /// Release under a token other than the one this session holds the resource with.

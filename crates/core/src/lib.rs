@@ -15,14 +15,19 @@
 //! crate only through `Command`, `Outcome`, the read methods of `LockState`, and
 //! `LockState::snapshot`/`LockState::restore`.
 //!
-//! Left out for now, with room kept: blocking acquire with a FIFO queue of waiting sessions
-//! per resource, watches, a lock-delay after a holder's session expires, and a "is this fence
-//! token still current" check. Each is a new `Command` or read method over the same maps.
+//! Waiting is part of the state: each resource has a FIFO queue of waiting sessions, and a
+//! command that frees a lock (release, delete, expiry, cleanup, the end of a lock-delay) hands
+//! it to the head of the queue in the same step. `LockState::apply_traced` also reports what
+//! happened, in order (`Effect`), for the event stream and the leader's open waits.
+//!
+//! Left out for now, with room kept: shared locks and semaphores (`Mode`), watches, and a "is
+//! this fence token still current" check. Each is a new `Command` or read method over the same
+//! maps.
 
 mod command;
 mod state;
 mod types;
 
-pub use command::{Command, DomainError, ExpiredSession, Grant, Outcome, Applied};
-pub use state::{Lock, LockState, Session, SessionStatus, Stats, SnapshotError, EXPIRED_RETENTION};
-pub use types::{ClientId, FenceToken, InvalidValue, Resource, SessionId, Timeout, UnixMillis};
+pub use command::{Applied, Command, DomainError, Effect, ExpiredSession, Grant, Outcome, WaitEnd, Waiter};
+pub use state::{Lock, LockState, Session, SessionStatus, SnapshotError, Stats, EXPIRED_RETENTION, MAX_WAITERS};
+pub use types::{ClientId, FenceToken, InvalidValue, LockDelay, Mode, Resource, SessionId, Timeout, UnixMillis, WaitSecs};

@@ -1,18 +1,22 @@
-//! `LockState`: the replicated maps (sessions, locks, the fence counter), how a `Command`
-//! changes them, the reads the service layer needs, and the snapshot encoding.
+//! `LockState`: the replicated maps (sessions, locks, queues of waiters, lock-delays, the fence
+//! counter), how a `Command` changes them, the reads the service layer needs, and the snapshot
+//! encoding.
 //!
 //! Must never: read a clock, draw randomness, do I/O, iterate a hash map, or panic on a
 //! command. Time only moves through `Command::now`, clamped so it never goes backwards.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Applied, Command, DomainError, ExpiredSession, Grant, Outcome};
-use crate::types::{ClientId, FenceToken, Resource, SessionId, Timeout, UnixMillis};
+use crate::command::{Applied, Command, DomainError, Effect, ExpiredSession, Grant, Outcome, WaitEnd, Waiter};
+use crate::types::{ClientId, FenceToken, LockDelay, Mode, Resource, SessionId, Timeout, UnixMillis};
 
 /// How long an expired session stays visible (`is_expired: true`) before a sweep forgets it.
 pub const EXPIRED_RETENTION: u64 = 60 * 60 * 1000;
+
+/// The most sessions one resource's queue holds; one more gets `QueueFull`.
+pub const MAX_WAITERS: usize = 10_000;
 
 /// Whether a session may still hold and take locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,10 +36,15 @@ pub struct Session {
     /// periodic `RecordKeepalives`. The leader's lease table has the live figure.
     pub last_keepalive: UnixMillis,
     pub status: SessionStatus,
+    /// How long its locks stay unavailable if it expires.
+    pub lock_delay: LockDelay,
     /// The resources this session holds. Derived from the lock table, so it is not part of
     /// the snapshot; `restore` rebuilds it.
     #[serde(skip)]
     pub locks: BTreeSet<Resource>,
+    /// The resources whose queues this session is in. Derived from the queues, like `locks`.
+    #[serde(skip)]
+    pub waiting: BTreeSet<Resource>,
 }
 
 impl Session {
@@ -59,6 +68,8 @@ pub struct Stats {
     pub expired_sessions: u64,
     pub total_locks: u64,
     pub fence_counter: u64,
+    /// Sessions waiting in queues, over all resources.
+    pub waiters: u64,
 }
 
 /// A snapshot that cannot be restored.
@@ -78,6 +89,13 @@ impl std::error::Error for SnapshotError {}
 pub struct LockState {
     sessions: BTreeMap<SessionId, Session>,
     locks: BTreeMap<Resource, Lock>,
+    /// Per resource, the sessions waiting for it in arrival (log) order. Only non-empty queues
+    /// are kept, and only for a resource that is held or under lock-delay: a lock that becomes
+    /// free goes to the head of its queue in the same command.
+    queues: BTreeMap<Resource, VecDeque<Waiter>>,
+    /// Free resources that stay unavailable until the given time, because their holder's
+    /// session expired with a lock-delay. The leader's `Tick` ends them.
+    delays: BTreeMap<Resource, UnixMillis>,
     /// The last fence token handed out; the next grant gets one more.
     fence_counter: u64,
     /// The highest `now` any command carried: command times are clamped to it, so stored
@@ -85,6 +103,10 @@ pub struct LockState {
     clock: UnixMillis,
     /// Expired sessions by expiry time, for the retention sweep. Derived.
     expired_index: BTreeSet<(UnixMillis, SessionId)>,
+    /// Every waiter by deadline, for `Tick`. Derived.
+    deadlines: BTreeSet<(UnixMillis, Resource, SessionId)>,
+    /// Every lock-delay by its end, for `Tick`. Derived.
+    delay_ends: BTreeSet<(UnixMillis, Resource)>,
 }
 
 /// The snapshot's layout. `SNAPSHOT_VERSION` goes first so a later layout can be told apart.
@@ -94,6 +116,8 @@ struct SnapshotRef<'a> {
     locks: &'a BTreeMap<Resource, Lock>,
     fence_counter: u64,
     clock: UnixMillis,
+    queues: &'a BTreeMap<Resource, VecDeque<Waiter>>,
+    delays: &'a BTreeMap<Resource, UnixMillis>,
 }
 
 #[derive(Deserialize)]
@@ -102,9 +126,34 @@ struct SnapshotOwned {
     locks: BTreeMap<Resource, Lock>,
     fence_counter: u64,
     clock: UnixMillis,
+    queues: BTreeMap<Resource, VecDeque<Waiter>>,
+    delays: BTreeMap<Resource, UnixMillis>,
 }
 
-const SNAPSHOT_VERSION: u8 = 1;
+/// Version 1 (before waiting and lock-delay): no queues, no delays, sessions without
+/// `lock_delay`. Still read, so a node upgraded in place restores its old snapshot.
+#[derive(Deserialize)]
+struct SnapshotV1 {
+    sessions: BTreeMap<SessionId, SessionV1>,
+    locks: BTreeMap<Resource, Lock>,
+    fence_counter: u64,
+    clock: UnixMillis,
+}
+
+#[derive(Deserialize)]
+struct SessionV1 {
+    client_id: ClientId,
+    timeout: Timeout,
+    created_at: UnixMillis,
+    last_keepalive: UnixMillis,
+    status: SessionStatus,
+}
+
+const SNAPSHOT_VERSION: u8 = 2;
+
+fn waited(since: UnixMillis, now: UnixMillis) -> u64 {
+    now.0.saturating_sub(since.0)
+}
 
 impl LockState {
     pub fn new() -> LockState {
@@ -114,39 +163,65 @@ impl LockState {
     /// Applies one command. Deterministic: the same state and command give the same result
     /// and the same next state on every replica.
     pub fn apply(&mut self, command: Command) -> Outcome {
+        self.apply_traced(command, &mut Vec::new())
+    }
+
+    /// `apply`, also appending to `effects` what happened, in order (nothing for a refusal).
+    pub fn apply_traced(&mut self, command: Command, effects: &mut Vec<Effect>) -> Outcome {
         if let Err(invalid) = command.validate() {
             return Err(DomainError::Invalid(invalid));
         }
+        let mark = effects.len();
         // Time never goes backwards; a refused command leaves even the clock alone.
         let now = self.clock.max(command.now());
         let outcome = match command {
             Command::CreateSession { session_id, client_id, timeout, .. } => {
-                self.create_session(session_id, client_id, timeout, now)
+                self.create_session(session_id, client_id, timeout, LockDelay::NONE, now, effects)
             }
-            Command::DeleteSession { session_id, .. } => self.delete_session(session_id),
-            Command::Acquire { session_id, resource, .. } => self.acquire(session_id, resource, now),
+            Command::CreateSessionWithLockDelay { session_id, client_id, timeout, lock_delay, .. } => {
+                self.create_session(session_id, client_id, timeout, lock_delay, now, effects)
+            }
+            Command::DeleteSession { session_id, .. } => self.delete_session(session_id, now, effects),
+            Command::Acquire { session_id, resource, .. } => {
+                self.wait(session_id, resource, Mode::Exclusive, now, now, effects)
+            }
+            Command::Wait { session_id, resource, mode, deadline, .. } => {
+                self.wait(session_id, resource, mode, deadline, now, effects)
+            }
+            Command::CancelWait { session_id, resource, .. } => self.cancel_wait(session_id, resource, now, effects),
             Command::Release { session_id, resource, fence_token, .. } => {
-                self.release(session_id, resource, fence_token)
+                self.release(session_id, resource, fence_token, now, effects)
             }
             Command::ExpireSessions { session_ids, .. } => {
-                let expired = self.expire_all(&session_ids, now);
+                let expired = self.expire_all(&session_ids, now, effects);
                 let removed = self.forget_expired_until(UnixMillis(now.0.saturating_sub(EXPIRED_RETENTION)));
                 Ok(Applied::Expired { expired, removed })
             }
             Command::Cleanup { expire, .. } => {
-                let expired = self.expire_all(&expire, now);
+                let expired = self.expire_all(&expire, now, effects);
                 let removed = self.forget_expired_until(UnixMillis(u64::MAX));
                 Ok(Applied::Expired { expired, removed })
             }
             Command::RecordKeepalives { keepalives, .. } => Ok(self.record_keepalives(&keepalives, now)),
+            Command::Tick { .. } => Ok(self.tick(now, effects)),
         };
         if outcome.is_ok() {
             self.clock = now;
+        } else {
+            effects.truncate(mark);
         }
         outcome
     }
 
-    fn create_session(&mut self, session_id: SessionId, client_id: ClientId, timeout: Timeout, now: UnixMillis) -> Outcome {
+    fn create_session(
+        &mut self,
+        session_id: SessionId,
+        client_id: ClientId,
+        timeout: Timeout,
+        lock_delay: LockDelay,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) -> Outcome {
         if let Some(existing) = self.sessions.get(&session_id) {
             // A retried create carries the id the first attempt minted: answer with the
             // session that attempt made rather than a second one.
@@ -156,53 +231,139 @@ impl LockState {
             return Ok(Applied::SessionCreated { session_id, fresh: false });
         }
         let session = Session {
-            client_id,
+            client_id: client_id.clone(),
             timeout,
             created_at: now,
             last_keepalive: now,
             status: SessionStatus::Live,
+            lock_delay,
             locks: BTreeSet::new(),
+            waiting: BTreeSet::new(),
         };
         self.sessions.insert(session_id, session);
+        effects.push(Effect::SessionCreated { session_id, client_id, timeout, lock_delay });
         Ok(Applied::SessionCreated { session_id, fresh: true })
     }
 
-    fn delete_session(&mut self, session_id: SessionId) -> Outcome {
-        let Some(session) = self.sessions.remove(&session_id) else {
+    fn delete_session(&mut self, session_id: SessionId, now: UnixMillis, effects: &mut Vec<Effect>) -> Outcome {
+        let Some(session) = self.sessions.get(&session_id) else {
             return Err(DomainError::SessionNotFound { session_id });
         };
         if let SessionStatus::Expired { at } = session.status {
             self.expired_index.remove(&(at, session_id));
         }
-        let released = self.release_all(session_id, &session.locks);
+        let client_id = session.client_id.clone();
+        self.end_waits(session_id, now, effects);
+        let held = self.sessions.get(&session_id).map(|s| s.locks.clone()).unwrap_or_default();
+        let released = self.release_all(session_id, &held);
+        self.sessions.remove(&session_id);
+        effects.push(Effect::SessionDeleted { session_id, client_id, released: released.clone() });
+        for grant in &released {
+            self.hand_off(&grant.resource, now, effects);
+        }
         Ok(Applied::SessionDeleted { session_id, released })
     }
 
-    fn acquire(&mut self, session_id: SessionId, resource: Resource, now: UnixMillis) -> Outcome {
-        if let Some(refusal) = self.acquire_refusal(&session_id, &resource) {
-            return Err(refusal);
-        }
-        if let Some(lock) = self.locks.get(&resource) {
-            // Held by this very session (anyone else was refused above): the same grant again.
-            let grant = Grant {
-                resource: resource.clone(),
-                session_id: lock.holder,
-                fence_token: lock.fence_token,
-                acquired_at: lock.acquired_at,
-            };
+    /// Try-lock (`deadline` not after `now`) or acquire-or-queue.
+    fn wait(
+        &mut self,
+        session_id: SessionId,
+        resource: Resource,
+        mode: Mode,
+        deadline: UnixMillis,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) -> Outcome {
+        let session = self.live_session(&session_id)?;
+        let client_id = session.client_id.clone();
+        if let Some(lock) = self.locks.get(&resource).filter(|l| l.holder == session_id) {
+            // Held by this very session: the same grant again.
+            let grant = Grant { resource, session_id, fence_token: lock.fence_token, acquired_at: lock.acquired_at };
             return Ok(Applied::Acquired { grant, fresh: false });
         }
-        self.fence_counter += 1;
-        let fence_token = FenceToken(self.fence_counter);
-        self.locks.insert(resource.clone(), Lock { holder: session_id, fence_token, acquired_at: now });
-        if let Some(session) = self.sessions.get_mut(&session_id) {
-            session.locks.insert(resource.clone());
+        if session.waiting.contains(&resource) {
+            // A try-lock from a queued session is refused like anyone's and leaves its place
+            // alone; a wait keeps the place.
+            match self.unavailable(&resource, now) {
+                Some(blocked) if deadline <= now => return Err(blocked),
+                _ => return Ok(self.rejoin(session_id, client_id, resource, deadline, effects)),
+            }
         }
-        Ok(Applied::Acquired { grant: Grant { resource, session_id, fence_token, acquired_at: now }, fresh: true })
+        let Some(blocked) = self.unavailable(&resource, now) else {
+            self.end_delay(&resource);
+            let grant = self.grant(session_id, resource, now);
+            effects.push(Effect::LockAcquired { grant: grant.clone(), client_id, mode, queued: false, waited_ms: 0 });
+            return Ok(Applied::Acquired { grant, fresh: true });
+        };
+        if deadline <= now {
+            return Err(blocked);
+        }
+        let queue = self.queues.entry(resource.clone()).or_default();
+        if queue.len() >= MAX_WAITERS {
+            let queue_length = queue.len() as u64;
+            return Err(DomainError::QueueFull { resource, queue_length });
+        }
+        let waiter = Waiter { session_id, mode, since: now, deadline };
+        queue.push_back(waiter);
+        let position = queue.len() as u64;
+        self.deadlines.insert((deadline, resource.clone(), session_id));
+        if let Some(session) = self.sessions.get_mut(&session_id) {
+            session.waiting.insert(resource.clone());
+        }
+        effects.push(Effect::LockWaiting { resource: resource.clone(), session_id, client_id, waiter, position });
+        Ok(Applied::Queued { resource, session_id, position, deadline, fresh: true })
     }
 
-    fn release(&mut self, session_id: SessionId, resource: Resource, presented: FenceToken) -> Outcome {
-        self.live_session(&session_id)?;
+    /// A queued session asking again: same place, the later of the two deadlines.
+    fn rejoin(
+        &mut self,
+        session_id: SessionId,
+        client_id: ClientId,
+        resource: Resource,
+        deadline: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) -> Applied {
+        let found = self.queues.get_mut(&resource).and_then(|q| {
+            let index = q.iter().position(|w| w.session_id == session_id)?;
+            Some((index, &mut q[index]))
+        });
+        // `waiting` lists the resource, so its queue has the session (see `check_invariants`).
+        let Some((index, waiter)) = found else {
+            return Applied::Queued { resource, session_id, position: 0, deadline, fresh: false };
+        };
+        let position = index as u64 + 1;
+        let old = waiter.deadline;
+        if deadline > old {
+            waiter.deadline = deadline;
+            let waiter = *waiter;
+            self.deadlines.remove(&(old, resource.clone(), session_id));
+            self.deadlines.insert((deadline, resource.clone(), session_id));
+            effects.push(Effect::LockWaiting { resource: resource.clone(), session_id, client_id, waiter, position });
+        }
+        Applied::Queued { resource, session_id, position, deadline: deadline.max(old), fresh: false }
+    }
+
+    fn cancel_wait(&mut self, session_id: SessionId, resource: Resource, now: UnixMillis, effects: &mut Vec<Effect>) -> Outcome {
+        let session = match self.sessions.get(&session_id) {
+            None => return Err(DomainError::SessionNotFound { session_id }),
+            Some(s) => s,
+        };
+        if !session.waiting.contains(&resource) {
+            return Err(DomainError::NotWaiting { session_id, resource });
+        }
+        self.leave_queue(session_id, &resource, WaitEnd::Cancelled, now, effects);
+        Ok(Applied::WaitCancelled { resource, session_id })
+    }
+
+    fn release(
+        &mut self,
+        session_id: SessionId,
+        resource: Resource,
+        presented: FenceToken,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) -> Outcome {
+        let client_id = self.live_session(&session_id)?.client_id.clone();
         let held = match self.locks.get(&resource) {
             Some(lock) if lock.holder == session_id => lock.fence_token,
             _ => return Err(DomainError::LockNotHeld { session_id, resource }),
@@ -210,31 +371,73 @@ impl LockState {
         if held != presented {
             return Err(DomainError::FenceTokenMismatch { session_id, resource, held, presented });
         }
-        let lock = self.locks.remove(&resource).expect("checked above");
+        let Some(lock) = self.locks.remove(&resource) else {
+            return Err(DomainError::LockNotHeld { session_id, resource });
+        };
         if let Some(session) = self.sessions.get_mut(&session_id) {
             session.locks.remove(&resource);
         }
-        Ok(Applied::Released {
-            grant: Grant { resource, session_id, fence_token: lock.fence_token, acquired_at: lock.acquired_at },
-        })
+        let grant = Grant { resource, session_id, fence_token: lock.fence_token, acquired_at: lock.acquired_at };
+        effects.push(Effect::LockReleased { grant: grant.clone(), client_id });
+        self.hand_off(&grant.resource, now, effects);
+        Ok(Applied::Released { grant })
     }
 
     /// Expires each listed session that is still live; unknown or already expired ids are
-    /// skipped (the sweep that listed them may have raced a delete).
-    fn expire_all(&mut self, session_ids: &[SessionId], now: UnixMillis) -> Vec<ExpiredSession> {
+    /// skipped (the sweep that listed them may have raced a delete). Its waits end, its locks
+    /// are released, and each lock goes to the head of its queue now or, with a lock-delay,
+    /// when the delay ends.
+    fn expire_all(&mut self, session_ids: &[SessionId], now: UnixMillis, effects: &mut Vec<Effect>) -> Vec<ExpiredSession> {
         let mut expired = Vec::new();
         for &session_id in session_ids {
-            let Some(session) = self.sessions.get_mut(&session_id) else { continue };
+            let Some(session) = self.sessions.get(&session_id) else { continue };
             if session.is_expired() {
                 continue;
             }
+            let (client_id, lock_delay) = (session.client_id.clone(), session.lock_delay);
+            self.end_waits(session_id, now, effects);
+            let Some(session) = self.sessions.get_mut(&session_id) else { continue };
             session.status = SessionStatus::Expired { at: now };
             let held = std::mem::take(&mut session.locks);
             self.expired_index.insert((now, session_id));
             let released = self.release_all(session_id, &held);
+            effects.push(Effect::SessionExpired { session_id, client_id, released: released.clone() });
+            for grant in &released {
+                if lock_delay == LockDelay::NONE {
+                    self.hand_off(&grant.resource, now, effects);
+                } else {
+                    let until = now.saturating_add_millis(lock_delay.millis());
+                    self.delays.insert(grant.resource.clone(), until);
+                    self.delay_ends.insert((until, grant.resource.clone()));
+                }
+            }
             expired.push(ExpiredSession { session_id, released });
         }
         expired
+    }
+
+    /// The leader's timer: waits past their deadline end, lock-delays past their end let the
+    /// head of the queue in.
+    fn tick(&mut self, now: UnixMillis, effects: &mut Vec<Effect>) -> Applied {
+        let mut timed_out = 0;
+        while let Some((deadline, resource, session_id)) = self.deadlines.first().cloned() {
+            if deadline > now {
+                break;
+            }
+            self.leave_queue(session_id, &resource, WaitEnd::Timeout, now, effects);
+            timed_out += 1;
+        }
+        let mut handed_off = 0;
+        while let Some((until, resource)) = self.delay_ends.first().cloned() {
+            if until > now {
+                break;
+            }
+            self.end_delay(&resource);
+            if self.hand_off(&resource, now, effects) {
+                handed_off += 1;
+            }
+        }
+        Applied::Ticked { timed_out, handed_off }
     }
 
     /// Moves `last_keepalive` of each listed live session forward (never back, never past
@@ -276,30 +479,134 @@ impl LockState {
             .collect()
     }
 
+    /// A new grant of a free resource to a live session, with the next fence token.
+    fn grant(&mut self, session_id: SessionId, resource: Resource, now: UnixMillis) -> Grant {
+        self.fence_counter += 1;
+        let fence_token = FenceToken(self.fence_counter);
+        self.locks.insert(resource.clone(), Lock { holder: session_id, fence_token, acquired_at: now });
+        if let Some(session) = self.sessions.get_mut(&session_id) {
+            session.locks.insert(resource.clone());
+        }
+        Grant { resource, session_id, fence_token, acquired_at: now }
+    }
+
+    /// Gives a resource that just became free (and is not delayed) to the first waiter whose
+    /// deadline has not passed; waiters past their deadline that are in the way leave the
+    /// queue. Returns whether someone got it.
+    fn hand_off(&mut self, resource: &Resource, now: UnixMillis, effects: &mut Vec<Effect>) -> bool {
+        let mark = effects.len();
+        let mut granted = false;
+        while let Some(waiter) = self.queues.get_mut(resource).and_then(VecDeque::pop_front) {
+            self.deadlines.remove(&(waiter.deadline, resource.clone(), waiter.session_id));
+            let Some(session) = self.sessions.get_mut(&waiter.session_id) else { continue };
+            session.waiting.remove(resource);
+            let client_id = session.client_id.clone();
+            if waiter.deadline <= now || session.is_expired() {
+                let reason = if session.is_expired() { WaitEnd::SessionEnded } else { WaitEnd::Timeout };
+                effects.push(Effect::LockWaitEnded {
+                    resource: resource.clone(),
+                    session_id: waiter.session_id,
+                    client_id,
+                    reason,
+                    waited_ms: waited(waiter.since, now),
+                    blocked_by: None,
+                });
+                continue;
+            }
+            let grant = self.grant(waiter.session_id, resource.clone(), now);
+            let waited_ms = waited(waiter.since, now);
+            effects.push(Effect::LockAcquired { grant, client_id, mode: waiter.mode, queued: true, waited_ms });
+            granted = true;
+            break;
+        }
+        if self.queues.get(resource).is_some_and(VecDeque::is_empty) {
+            self.queues.remove(resource);
+        }
+        self.explain_timeouts(resource, now, &mut effects[mark..]);
+        granted
+    }
+
+    /// Takes one session out of one queue, saying why.
+    fn leave_queue(&mut self, session_id: SessionId, resource: &Resource, reason: WaitEnd, now: UnixMillis, effects: &mut Vec<Effect>) {
+        let Some(queue) = self.queues.get_mut(resource) else { return };
+        let Some(index) = queue.iter().position(|w| w.session_id == session_id) else { return };
+        let Some(waiter) = queue.remove(index) else { return };
+        if queue.is_empty() {
+            self.queues.remove(resource);
+        }
+        self.deadlines.remove(&(waiter.deadline, resource.clone(), session_id));
+        let client_id = match self.sessions.get_mut(&session_id) {
+            Some(session) => {
+                session.waiting.remove(resource);
+                session.client_id.clone()
+            }
+            None => ClientId::new("unknown").expect("valid literal"),
+        };
+        let blocked_by = if reason == WaitEnd::SessionEnded { None } else { self.unavailable(resource, now) };
+        let waited_ms = waited(waiter.since, now);
+        effects.push(Effect::LockWaitEnded { resource: resource.clone(), session_id, client_id, reason, waited_ms, blocked_by });
+    }
+
+    /// Ends every wait of a session that is going away.
+    fn end_waits(&mut self, session_id: SessionId, now: UnixMillis, effects: &mut Vec<Effect>) {
+        let waiting = self.sessions.get(&session_id).map(|s| s.waiting.clone()).unwrap_or_default();
+        for resource in &waiting {
+            self.leave_queue(session_id, resource, WaitEnd::SessionEnded, now, effects);
+        }
+    }
+
+    fn end_delay(&mut self, resource: &Resource) {
+        if let Some(until) = self.delays.remove(resource) {
+            self.delay_ends.remove(&(until, resource.clone()));
+        }
+    }
+
+    /// Fills in, for the waits that just timed out on `resource`, what stood in their way.
+    fn explain_timeouts(&self, resource: &Resource, now: UnixMillis, effects: &mut [Effect]) {
+        for effect in effects {
+            if let Effect::LockWaitEnded { resource: r, reason: WaitEnd::Timeout, blocked_by, .. } = effect {
+                if r == resource {
+                    *blocked_by = self.unavailable(resource, now);
+                }
+            }
+        }
+    }
+
     // ---- reads ----
 
     /// Why `Command::Acquire` of `resource` by `session_id` would be refused if it were applied
-    /// now, or `None` if it would grant (or hand back the session's own grant). Changes nothing:
-    /// it lets the leader answer a try-lock that must fail from a linearizable read instead of
-    /// the log, with exactly the refusal the command would give.
-    pub fn acquire_refusal(&self, session_id: &SessionId, resource: &Resource) -> Option<DomainError> {
+    /// with time `now`, or `None` if it would grant (or hand back the session's own grant).
+    /// Changes nothing: it lets the leader answer a try-lock that must fail from a
+    /// linearizable read instead of the log, with exactly the refusal the command would give.
+    pub fn acquire_refusal(&self, session_id: &SessionId, resource: &Resource, now: UnixMillis) -> Option<DomainError> {
         if let Err(refusal) = self.live_session(session_id) {
             return Some(refusal);
         }
-        let lock = self.locks.get(resource)?;
-        if lock.holder == *session_id {
+        if self.locks.get(resource).is_some_and(|l| l.holder == *session_id) {
             return None;
         }
-        let holder_client = self.sessions.get(&lock.holder).map(|s| s.client_id.clone());
-        Some(DomainError::LockHeld {
-            resource: resource.clone(),
-            holder: lock.holder,
-            // The holder is always a live session (see `check_invariants`); the fallback keeps
-            // this a value rather than a panic even if that ever broke.
-            holder_client: holder_client.unwrap_or_else(|| ClientId::new("unknown").expect("valid literal")),
-            fence_token: lock.fence_token,
-            since: lock.acquired_at,
-        })
+        self.unavailable(resource, self.clock.max(now))
+    }
+
+    /// Why nobody new can have `resource` at `now`: another holder, or a lock-delay (one that
+    /// ended counts while waiters are queued: the leader's next `Tick` lets the head in first).
+    fn unavailable(&self, resource: &Resource, now: UnixMillis) -> Option<DomainError> {
+        let queue_length = self.queue_len(resource) as u64;
+        if let Some(lock) = self.locks.get(resource) {
+            let holder_client = self.sessions.get(&lock.holder).map(|s| s.client_id.clone());
+            return Some(DomainError::LockHeld {
+                resource: resource.clone(),
+                holder: lock.holder,
+                // The holder is always a live session (see `check_invariants`); the fallback
+                // keeps this a value rather than a panic even if that ever broke.
+                holder_client: holder_client.unwrap_or_else(|| ClientId::new("unknown").expect("valid literal")),
+                fence_token: lock.fence_token,
+                since: lock.acquired_at,
+                queue_length,
+            });
+        }
+        let until = *self.delays.get(resource)?;
+        (until > now || queue_length > 0).then(|| DomainError::LockDelayed { resource: resource.clone(), until, queue_length })
     }
 
     /// The session if it exists and is live; otherwise why not.
@@ -332,6 +639,33 @@ impl LockState {
         self.fence_counter
     }
 
+    /// The sessions waiting for `resource`, head first.
+    pub fn queue(&self, resource: &Resource) -> impl Iterator<Item = &Waiter> {
+        self.queues.get(resource).into_iter().flatten()
+    }
+
+    pub fn queue_len(&self, resource: &Resource) -> usize {
+        self.queues.get(resource).map_or(0, VecDeque::len)
+    }
+
+    /// Until when `resource` is under lock-delay, if it is.
+    pub fn delayed_until(&self, resource: &Resource) -> Option<UnixMillis> {
+        self.delays.get(resource).copied()
+    }
+
+    /// Resources under lock-delay, by name.
+    pub fn delays(&self) -> impl Iterator<Item = (&Resource, &UnixMillis)> {
+        self.delays.iter()
+    }
+
+    /// When the leader next has something to `Tick` for: the earliest wait deadline or
+    /// lock-delay end.
+    pub fn next_due(&self) -> Option<UnixMillis> {
+        let wait = self.deadlines.first().map(|(at, ..)| *at);
+        let delay = self.delay_ends.first().map(|(at, _)| *at);
+        wait.into_iter().chain(delay).min()
+    }
+
     /// When the oldest kept expired session expired, so the leader can tell when a sweep is
     /// due to forget it.
     pub fn oldest_expiry(&self) -> Option<UnixMillis> {
@@ -345,6 +679,7 @@ impl LockState {
             expired_sessions: expired,
             total_locks: self.locks.len() as u64,
             fence_counter: self.fence_counter,
+            waiters: self.deadlines.len() as u64,
         }
     }
 
@@ -357,6 +692,8 @@ impl LockState {
             locks: &self.locks,
             fence_counter: self.fence_counter,
             clock: self.clock,
+            queues: &self.queues,
+            delays: &self.delays,
         };
         let mut out = vec![SNAPSHOT_VERSION];
         // Serializing maps of plain data into a Vec cannot fail.
@@ -364,19 +701,51 @@ impl LockState {
         out
     }
 
-    /// Rebuilds a state from `snapshot` output, checking that it is consistent.
+    /// Rebuilds a state from `snapshot` output (this version's or version 1's), checking that
+    /// it is consistent.
     pub fn restore(bytes: &[u8]) -> Result<LockState, SnapshotError> {
         let (&version, body) = bytes.split_first().ok_or_else(|| SnapshotError("empty".into()))?;
-        if version != SNAPSHOT_VERSION {
-            return Err(SnapshotError(format!("unknown version {version}")));
-        }
-        let snap: SnapshotOwned = postcard::from_bytes(body).map_err(|e| SnapshotError(e.to_string()))?;
+        let bad = |e: postcard::Error| SnapshotError(e.to_string());
+        let snap: SnapshotOwned = match version {
+            SNAPSHOT_VERSION => postcard::from_bytes(body).map_err(bad)?,
+            1 => {
+                let v1: SnapshotV1 = postcard::from_bytes(body).map_err(bad)?;
+                let sessions = v1
+                    .sessions
+                    .into_iter()
+                    .map(|(id, s)| {
+                        let session = Session {
+                            client_id: s.client_id,
+                            timeout: s.timeout,
+                            created_at: s.created_at,
+                            last_keepalive: s.last_keepalive,
+                            status: s.status,
+                            lock_delay: LockDelay::NONE,
+                            locks: BTreeSet::new(),
+                            waiting: BTreeSet::new(),
+                        };
+                        (id, session)
+                    })
+                    .collect();
+                SnapshotOwned {
+                    sessions,
+                    locks: v1.locks,
+                    fence_counter: v1.fence_counter,
+                    clock: v1.clock,
+                    queues: BTreeMap::new(),
+                    delays: BTreeMap::new(),
+                }
+            }
+            other => return Err(SnapshotError(format!("unknown version {other}"))),
+        };
         let mut state = LockState {
             sessions: snap.sessions,
             locks: snap.locks,
+            queues: snap.queues,
+            delays: snap.delays,
             fence_counter: snap.fence_counter,
             clock: snap.clock,
-            expired_index: BTreeSet::new(),
+            ..LockState::default()
         };
         for (id, session) in &state.sessions {
             if let SessionStatus::Expired { at } = session.status {
@@ -391,6 +760,19 @@ impl LockState {
                 _ => return Err(SnapshotError(format!("lock {resource} held by a session that is not live"))),
             }
         }
+        for (resource, queue) in &state.queues {
+            for waiter in queue {
+                let listed = match state.sessions.get_mut(&waiter.session_id) {
+                    Some(session) if !session.is_expired() => session.waiting.insert(resource.clone()),
+                    _ => false,
+                };
+                if !listed {
+                    return Err(SnapshotError(format!("{resource} has a waiter that is not live or waits twice")));
+                }
+                state.deadlines.insert((waiter.deadline, resource.clone(), waiter.session_id));
+            }
+        }
+        state.delay_ends = state.delays.iter().map(|(r, until)| (*until, r.clone())).collect();
         state.check_invariants().map_err(SnapshotError)?;
         Ok(state)
     }
@@ -398,8 +780,13 @@ impl LockState {
     /// Checks the invariants the rest of lock.io relies on; used by tests and on restore.
     ///
     /// - every lock is held by a live session that lists it, and every listed lock exists;
-    /// - expired sessions hold nothing;
-    /// - no fence token exceeds the counter, and no two locks share a token.
+    /// - expired sessions hold nothing and wait for nothing;
+    /// - no fence token exceeds the counter, and no two locks share a token;
+    /// - every waiter's session is live and lists the wait, waits at most once per resource and
+    ///   does not hold what it waits for; no queue is empty or longer than `MAX_WAITERS`;
+    /// - a resource with waiters is held or under lock-delay (a free one was handed on), and a
+    ///   resource under lock-delay is not held;
+    /// - the derived indexes (deadlines, delay ends) match the queues and delays.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut tokens = BTreeSet::new();
         for (resource, lock) in &self.locks {
@@ -419,9 +806,47 @@ impl LockState {
                 return Err(format!("token {} held twice", lock.fence_token));
             }
         }
+        let mut deadlines = BTreeSet::new();
+        for (resource, queue) in &self.queues {
+            if queue.is_empty() || queue.len() > MAX_WAITERS {
+                return Err(format!("queue of {resource} has {} waiters", queue.len()));
+            }
+            if !self.locks.contains_key(resource) && !self.delays.contains_key(resource) {
+                return Err(format!("{resource} is free and not delayed but has waiters"));
+            }
+            for waiter in queue {
+                let id = waiter.session_id;
+                match self.sessions.get(&id) {
+                    None => return Err(format!("{resource} has a waiter of unknown session {id}")),
+                    Some(s) if s.is_expired() => return Err(format!("{resource} has a waiter of expired session {id}")),
+                    Some(s) if !s.waiting.contains(resource) => return Err(format!("session {id} does not list its wait for {resource}")),
+                    Some(s) if s.locks.contains(resource) => return Err(format!("session {id} both holds and waits for {resource}")),
+                    Some(_) => {}
+                }
+                if !deadlines.insert((waiter.deadline, resource.clone(), id)) {
+                    return Err(format!("session {id} waits twice for {resource}"));
+                }
+            }
+        }
+        if deadlines != self.deadlines {
+            return Err("the deadline index does not match the queues".into());
+        }
+        for resource in self.delays.keys() {
+            if self.locks.contains_key(resource) {
+                return Err(format!("{resource} is held and under lock-delay"));
+            }
+        }
+        let delay_ends: BTreeSet<_> = self.delays.iter().map(|(r, until)| (*until, r.clone())).collect();
+        if delay_ends != self.delay_ends {
+            return Err("the delay index does not match the delays".into());
+        }
+        let waits: usize = self.sessions.values().map(|s| s.waiting.len()).sum();
+        if waits != self.deadlines.len() {
+            return Err(format!("sessions list {waits} waits, the queues hold {}", self.deadlines.len()));
+        }
         for (id, session) in &self.sessions {
-            if session.is_expired() && !session.locks.is_empty() {
-                return Err(format!("expired session {id} still lists locks"));
+            if session.is_expired() && (!session.locks.is_empty() || !session.waiting.is_empty()) {
+                return Err(format!("expired session {id} still lists locks or waits"));
             }
             for resource in &session.locks {
                 if self.locks.get(resource).map(|l| l.holder) != Some(*id) {

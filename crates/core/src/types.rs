@@ -170,6 +170,82 @@ impl Timeout {
     }
 }
 
+/// How long a session's locks stay unavailable after the session **expires** (not after a
+/// release or a delete), in whole seconds: 0 to 60 (Chubby's lock-delay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct LockDelay(u32);
+
+impl LockDelay {
+    pub const MAX_SECS: u64 = 60;
+    pub const NONE: LockDelay = LockDelay(0);
+
+    pub fn from_secs(secs: u64) -> Result<LockDelay, InvalidValue> {
+        if secs > Self::MAX_SECS {
+            return Err(InvalidValue::new("lock_delay", format!("must be an integer from 0 to {} (seconds)", Self::MAX_SECS)));
+        }
+        Ok(LockDelay(secs as u32))
+    }
+
+    pub fn secs(self) -> u64 {
+        u64::from(self.0)
+    }
+
+    pub fn millis(self) -> u64 {
+        self.secs() * 1000
+    }
+}
+
+/// How long an acquire may wait in the resource's queue, in whole seconds: 0 (a try-lock) to
+/// 300.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct WaitSecs(u32);
+
+impl WaitSecs {
+    pub const MAX_SECS: u64 = 300;
+    pub const NONE: WaitSecs = WaitSecs(0);
+
+    pub fn from_secs(secs: u64) -> Result<WaitSecs, InvalidValue> {
+        if secs > Self::MAX_SECS {
+            return Err(InvalidValue::new("wait", format!("must be an integer from 0 to {} (seconds)", Self::MAX_SECS)));
+        }
+        Ok(WaitSecs(secs as u32))
+    }
+
+    pub fn secs(self) -> u64 {
+        u64::from(self.0)
+    }
+
+    pub fn millis(self) -> u64 {
+        self.secs() * 1000
+    }
+}
+
+/// How a session holds or waits for a resource. Only exclusive locks exist so far; shared ones
+/// are the next variant, appended so that logs written before still decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub enum Mode {
+    #[default]
+    Exclusive,
+}
+
+impl Mode {
+    /// The contract's spelling of the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Exclusive => "exclusive",
+        }
+    }
+
+    /// Parses the contract's spelling; `shared` is refused until shared locks exist.
+    pub fn parse(raw: &str) -> Result<Mode, InvalidValue> {
+        match raw {
+            "exclusive" => Ok(Mode::Exclusive),
+            "shared" => Err(InvalidValue::new("mode", "shared is not supported by this version of lock.io yet; use \"exclusive\"")),
+            _ => Err(InvalidValue::new("mode", "must be \"exclusive\"")),
+        }
+    }
+}
+
 /// A wall-clock instant in milliseconds since the Unix epoch, stamped by the leader that
 /// ordered the command. The core only compares and stores these; it never reads a clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
@@ -217,6 +293,18 @@ mod tests {
         assert!(Timeout::from_secs(3600).is_ok());
         assert!(Timeout::from_secs(3601).is_err());
         assert!(FenceToken::new(0).is_err());
+    }
+
+    #[test]
+    fn lock_delay_wait_and_mode_bounds() {
+        assert_eq!(LockDelay::from_secs(0).unwrap(), LockDelay::NONE);
+        assert_eq!(LockDelay::from_secs(60).unwrap().millis(), 60_000);
+        assert_eq!(LockDelay::from_secs(61).unwrap_err().field, "lock_delay");
+        assert_eq!(WaitSecs::from_secs(300).unwrap().secs(), 300);
+        assert_eq!(WaitSecs::from_secs(301).unwrap_err().field, "wait");
+        assert_eq!(Mode::parse("exclusive").unwrap(), Mode::Exclusive);
+        assert_eq!(Mode::parse("shared").unwrap_err().field, "mode");
+        assert_eq!(Mode::parse("EXCLUSIVE").unwrap_err().field, "mode");
     }
 
     #[test]

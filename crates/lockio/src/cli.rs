@@ -43,7 +43,8 @@ pub enum Command {
     Cleanup(Connection),
     /// Run a command while holding a lock.
     ///
-    /// Creates a session, takes the lock (retrying for up to --wait while it is held), runs CMD
+    /// Creates a session, takes the lock (waiting in its queue for up to --wait while it is
+    /// held; runs waiting on one resource take turns in arrival order), runs CMD
     /// with LOCKIO_FENCE_TOKEN, LOCKIO_SESSION_ID and LOCKIO_RESOURCE set while keeping the
     /// session alive, passes SIGINT, SIGTERM and SIGHUP on to CMD, then releases the lock,
     /// deletes the session and exits with CMD's status (128+N if signal N ended it). CMD runs in
@@ -125,11 +126,15 @@ pub enum SessionCommand {
         /// Seconds (5 to 3600) the session lives without a keepalive.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// Seconds (0 to 60) each lock the session holds stays unavailable to others if the
+        /// session expires (not when it is deleted or a lock is released).
+        #[arg(long, default_value_t = 0)]
+        lock_delay: u64,
         /// Print only the session id (for `SESSION=$(lockio session create -q)`).
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Show a session: owner, timeout, time left, locks held.
+    /// Show a session: owner, timeout, time left, lock-delay, locks held and waited for.
     Get {
         /// The session's id, as `session create` printed it.
         session_id: SessionArg,
@@ -148,12 +153,17 @@ pub enum SessionCommand {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum LockCommand {
-    /// Try to take RESOURCE for SESSION_ID (no waiting); prints the fence token.
+    /// Take RESOURCE for SESSION_ID, at once or after waiting in its queue (--wait); prints
+    /// the fence token.
     Acquire {
         /// The session that is to hold the lock.
         session_id: SessionArg,
         /// The name of the thing to lock (1 to 255 bytes).
         resource: String,
+        /// How long to wait in the lock's queue while others hold it or are ahead (e.g. 30,
+        /// 1m; at most 300 s, rounded up to whole seconds). Default 0: one try.
+        #[arg(long, default_value = "0", value_parser = parse_wait)]
+        wait: Duration,
         /// Print only the fence token (for `TOKEN=$(lockio lock acquire -q ...)`).
         #[arg(short, long)]
         quiet: bool,
@@ -168,7 +178,7 @@ pub enum LockCommand {
         #[arg(long, value_parser = parse_fence_token)]
         fence_token: FenceToken,
     },
-    /// Who holds RESOURCE, since when, with which fence token.
+    /// Who holds RESOURCE, since when, with which fence token, and who waits for it.
     Status {
         /// The resource to look at.
         resource: String,
@@ -189,9 +199,9 @@ pub struct ExecArgs {
     #[arg(long, default_value_t = 15)]
     pub timeout: u64,
 
-    /// How long to keep trying while another session holds the lock (e.g. 30, 2.5, 1m).
-    /// Default 0: one try.
-    #[arg(long, default_value = "0", value_parser = parse_secs)]
+    /// How long to wait in the lock's queue while another session holds it (e.g. 30, 2.5, 1m;
+    /// at most 300 s, rounded up to whole seconds). Default 0: one try.
+    #[arg(long, default_value = "0", value_parser = parse_wait)]
     pub wait: Duration,
 
     /// After the session is lost (or CMD exited leaving processes in its group): how long
@@ -232,6 +242,15 @@ fn parse_secs(raw: &str) -> Result<Duration, String> {
         Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|_| format!("`{raw}` is not a number of seconds")),
         Err(_) => humantime::parse_duration(raw).map_err(|_| format!("`{raw}` is not a number of seconds or a duration like 500ms")),
     }
+}
+
+/// A wait in a lock's queue: `parse_secs`, at most 300 s (the cluster's limit).
+fn parse_wait(raw: &str) -> Result<Duration, String> {
+    let wait = parse_secs(raw)?;
+    if wait > Duration::from_secs(300) {
+        return Err(format!("`{}` is longer than 300 seconds, the longest wait", raw.trim()));
+    }
+    Ok(wait)
 }
 
 /// `PREFIX@HOST` or `PREFIX@HOST:PID`: who holds a lock, in a form a person can find.
@@ -392,6 +411,23 @@ mod tests {
             assert!(parse_secs(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_secs("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_wait("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_wait("301").is_err());
+        assert!(Cli::try_parse_from(["lockio", "exec", "res", "--wait", "6m", "--", "true"]).is_err(), "longer than the cluster waits");
+    }
+
+    #[test]
+    fn lock_acquire_waits_and_session_create_takes_a_lock_delay() {
+        let id = "b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d";
+        let cli = Cli::try_parse_from(["lockio", "lock", "acquire", "--wait", "1m", id, "res"]).unwrap();
+        let Command::Lock(Group { command: LockCommand::Acquire { wait, .. }, .. }) = cli.command else { panic!() };
+        assert_eq!(wait, Duration::from_secs(60));
+        let cli = Cli::try_parse_from(["lockio", "lock", "acquire", id, "res"]).unwrap();
+        let Command::Lock(Group { command: LockCommand::Acquire { wait, .. }, .. }) = cli.command else { panic!() };
+        assert_eq!(wait, Duration::ZERO, "a try-lock by default");
+        let cli = Cli::try_parse_from(["lockio", "session", "create", "--lock-delay", "10"]).unwrap();
+        let Command::Session(Group { command: SessionCommand::Create { lock_delay, .. }, .. }) = cli.command else { panic!() };
+        assert_eq!(lock_delay, 10);
     }
 
     #[test]

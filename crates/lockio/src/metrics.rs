@@ -13,9 +13,13 @@ use crate::service::Service;
 /// Latency buckets in seconds: from a fast keepalive to a request waiting out an election.
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// How long waits for a lock took, in seconds, up to the longest wait (300 s).
+const WAIT_BUCKETS: &[f64] = &[0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+
 /// Installs the process-wide recorder; returns the handle `/metrics` renders from.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full("lockio_lock_wait_seconds".into()), WAIT_BUCKETS)?
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
         .install_recorder()?;
     Ok(handle)
@@ -64,8 +68,20 @@ pub fn applied(change: &Change) {
         Change::SessionCreated { .. } => counter!("lockio_sessions_created_total").increment(1),
         Change::SessionDeleted { .. } => counter!("lockio_sessions_deleted_total").increment(1),
         Change::SessionExpired { .. } => counter!("lockio_sessions_expired_total").increment(1),
-        Change::LockAcquired { .. } => counter!("lockio_locks_acquired_total").increment(1),
+        Change::LockAcquired { queued, waited_ms, .. } => {
+            counter!("lockio_locks_acquired_total").increment(1);
+            if *queued {
+                counter!("lockio_lock_handoffs_total").increment(1);
+                counter!("lockio_lock_waits_total", "result" => "granted").increment(1);
+                histogram!("lockio_lock_wait_seconds", "result" => "granted").record(*waited_ms as f64 / 1000.0);
+            }
+        }
         Change::LockReleased { .. } => counter!("lockio_locks_released_total").increment(1),
+        Change::LockWaiting { .. } => counter!("lockio_lock_wait_updates_total").increment(1),
+        Change::LockWaitEnded { reason, waited_ms, .. } => {
+            counter!("lockio_lock_waits_total", "result" => reason.as_str()).increment(1);
+            histogram!("lockio_lock_wait_seconds", "result" => reason.as_str()).record(*waited_ms as f64 / 1000.0);
+        }
     }
 }
 
@@ -81,6 +97,8 @@ pub fn render(handle: &PrometheusHandle, service: &Service) -> String {
     gauge!("lockio_sessions_expired").set(status.stats.expired_sessions as f64);
     gauge!("lockio_locks_held").set(status.stats.total_locks as f64);
     gauge!("lockio_fence_counter").set(status.stats.fence_counter as f64);
+    gauge!("lockio_lock_waiters").set(status.stats.waiters as f64);
+    gauge!("lockio_waits_open").set(service.waits().len() as f64);
     for member in &status.members {
         let id = member.id.to_string();
         gauge!("lockio_member_reachable", "member" => id.clone()).set(if member.reachable { 1.0 } else { 0.0 });

@@ -16,7 +16,7 @@ use crate::raft::state_machine::StateMachine;
 use crate::raft::store::Store;
 use crate::raft::Raft;
 use crate::events::EventLog;
-use crate::service::{run_leader_watch, run_member_probes, run_sweeper, Request, Service, ServiceConfig, Signals};
+use crate::service::{run_leader_watch, run_member_probes, run_sweeper, Request, Service, ServiceConfig, Signals, Waits};
 use crate::transport::{Network, PeerClient};
 use crate::{formation, http, transport};
 
@@ -36,9 +36,10 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow:
     store.bind_to_node(args.id).with_context(|| format!("cannot use the data directory {}", args.data_dir.display()))?;
     let metrics = crate::metrics::install().context("cannot install the metrics recorder")?;
     let events = EventLog::new();
+    let waits = Waits::default();
 
     let log_store = LogStore::new(store.clone());
-    let state_machine = StateMachine::open(store, events.clone()).context("cannot load the last snapshot")?;
+    let state_machine = StateMachine::open(store, events.clone(), waits.clone()).context("cannot load the last snapshot")?;
     let view = state_machine.view();
     let signals = Signals::new(log_store.committed_index());
     let peers = PeerClient::new();
@@ -71,6 +72,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow:
         peers.clone(),
         signals,
         events,
+        waits,
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);

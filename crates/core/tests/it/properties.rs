@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use lockio_core::{
-    Applied, ClientId, Command, DomainError, FenceToken, LockState, Outcome, Resource, SessionId, Timeout, UnixMillis,
+    Applied, ClientId, Command, DomainError, Effect, FenceToken, LockDelay, LockState, Mode, Outcome, Resource, SessionId,
+    Timeout, UnixMillis,
 };
 use proptest::prelude::*;
 
@@ -21,29 +22,46 @@ fn command() -> impl Strategy<Value = Command> {
     // Mostly forward time, sometimes a step back (a leader's clock that jumped).
     let now = (0u64..20_000).prop_map(UnixMillis);
     prop_oneof![
-        (sid.clone(), 5u64..60, now.clone()).prop_map(|(session_id, t, now)| Command::CreateSession {
+        1 => (sid.clone(), 5u64..60, now.clone()).prop_map(|(session_id, t, now)| Command::CreateSession {
             session_id,
             client_id: ClientId::new("client").unwrap(),
             timeout: Timeout::from_secs(t).unwrap(),
             now
         }),
-        (sid.clone(), now.clone()).prop_map(|(session_id, now)| Command::DeleteSession { session_id, now }),
-        (sid.clone(), res.clone(), now.clone()).prop_map(|(session_id, resource, now)| Command::Acquire {
+        1 => (sid.clone(), now.clone()).prop_map(|(session_id, now)| Command::DeleteSession { session_id, now }),
+        1 => (sid.clone(), res.clone(), now.clone()).prop_map(|(session_id, resource, now)| Command::Acquire {
             session_id,
             resource,
             now
         }),
-        (sid.clone(), res.clone(), 1u64..12, now.clone()).prop_map(|(session_id, resource, t, now)| Command::Release {
+        1 => (sid.clone(), res.clone(), 1u64..12, now.clone()).prop_map(|(session_id, resource, t, now)| Command::Release {
             session_id,
             resource,
             fence_token: FenceToken::new(t).unwrap(),
             now
         }),
-        (proptest::collection::vec(sid.clone(), 0..3), now.clone())
+        1 => (proptest::collection::vec(sid.clone(), 0..3), now.clone())
             .prop_map(|(session_ids, now)| Command::ExpireSessions { session_ids, now }),
-        (proptest::collection::vec(sid.clone(), 0..2), now.clone()).prop_map(|(expire, now)| Command::Cleanup { expire, now }),
-        (proptest::collection::vec((sid, (0u64..20_000).prop_map(UnixMillis)), 0..3), now)
+        1 => (proptest::collection::vec(sid.clone(), 0..2), now.clone()).prop_map(|(expire, now)| Command::Cleanup { expire, now }),
+        1 => (proptest::collection::vec((sid.clone(), (0u64..20_000).prop_map(UnixMillis)), 0..3), now.clone())
             .prop_map(|(keepalives, now)| Command::RecordKeepalives { keepalives, now }),
+        // Waiting is common, so that queues form.
+        3 => (sid.clone(), res.clone(), 0u64..8_000, now.clone()).prop_map(|(session_id, resource, wait, now)| Command::Wait {
+            session_id,
+            resource,
+            mode: Mode::Exclusive,
+            deadline: UnixMillis(now.0 + wait),
+            now
+        }),
+        1 => (sid.clone(), res, now.clone()).prop_map(|(session_id, resource, now)| Command::CancelWait { session_id, resource, now }),
+        1 => now.clone().prop_map(|now| Command::Tick { now }),
+        1 => (sid, 5u64..60, 0u64..3, now).prop_map(|(session_id, t, delay, now)| Command::CreateSessionWithLockDelay {
+            session_id,
+            client_id: ClientId::new("client").unwrap(),
+            timeout: Timeout::from_secs(t).unwrap(),
+            lock_delay: LockDelay::from_secs(delay).unwrap(),
+            now
+        }),
     ]
 }
 
@@ -76,10 +94,11 @@ proptest! {
         for command in commands {
             let before = state.clone();
             let predicted = match &command {
-                Command::Acquire { session_id, resource, .. } => Some(state.acquire_refusal(session_id, resource)),
+                Command::Acquire { session_id, resource, now } => Some(state.acquire_refusal(session_id, resource, *now)),
                 _ => None,
             };
-            let outcome = state.apply(command.clone());
+            let mut effects = Vec::new();
+            let outcome = state.apply_traced(command.clone(), &mut effects);
             if let Some(predicted) = predicted {
                 prop_assert_eq!(predicted, outcome.clone().err(), "acquire_refusal must predict the command's refusal");
             }
@@ -87,17 +106,40 @@ proptest! {
             if outcome.is_err() {
                 prop_assert_eq!(&before, &state, "a refused command must change nothing");
             }
-            for (resource, token, sid) in ended_grants(&outcome) {
-                prop_assert_eq!(holders.remove(&resource), Some((sid, token)));
-            }
-            match (&command, &outcome) {
-                (Command::Acquire { resource, session_id, .. }, Ok(Applied::Acquired { grant, fresh: true })) => {
-                    prop_assert!(grant.fence_token.0 > last_token, "tokens strictly increase");
-                    last_token = grant.fence_token.0;
-                    prop_assert!(holders.insert(resource.clone(), (*session_id, grant.fence_token)).is_none(),
-                        "granted a resource that was held");
+            // The model follows the effects in the order they happened: in one expiry a lock
+            // can be released, handed to a waiter, and released again with that waiter's session.
+            let mut released = Vec::new();
+            for effect in &effects {
+                match effect {
+                    Effect::LockReleased { grant, .. } => released.push(grant.clone()),
+                    Effect::SessionDeleted { released: r, .. } | Effect::SessionExpired { released: r, .. } => {
+                        released.extend(r.iter().cloned())
+                    }
+                    _ => {}
                 }
-                (Command::Acquire { resource, session_id, .. }, Ok(Applied::Acquired { grant, fresh: false })) => {
+                match effect {
+                    Effect::LockReleased { grant, .. } => {
+                        prop_assert_eq!(holders.remove(&grant.resource), Some((grant.session_id, grant.fence_token)));
+                    }
+                    Effect::SessionDeleted { released, .. } | Effect::SessionExpired { released, .. } => {
+                        for g in released {
+                            prop_assert_eq!(holders.remove(&g.resource), Some((g.session_id, g.fence_token)));
+                        }
+                    }
+                    Effect::LockAcquired { grant, .. } => {
+                        prop_assert!(grant.fence_token.0 > last_token, "tokens strictly increase");
+                        last_token = grant.fence_token.0;
+                        prop_assert!(holders.insert(grant.resource.clone(), (grant.session_id, grant.fence_token)).is_none(),
+                            "granted a resource that was held");
+                    }
+                    _ => {}
+                }
+            }
+            let released: Vec<_> = released.iter().map(|g| (g.resource.clone(), g.fence_token, g.session_id)).collect();
+            prop_assert_eq!(released, ended_grants(&outcome), "the outcome and the effects tell the same releases");
+            match (&command, &outcome) {
+                (Command::Acquire { resource, session_id, .. } | Command::Wait { resource, session_id, .. },
+                    Ok(Applied::Acquired { grant, .. })) => {
                     prop_assert_eq!(holders.get(resource), Some(&(*session_id, grant.fence_token)));
                 }
                 (Command::Acquire { resource, session_id, .. }, Err(DomainError::LockHeld { holder, .. })) => {
@@ -120,6 +162,50 @@ proptest! {
             let model: Vec<_> = holders.iter().map(|(r, h)| (r.clone(), *h)).collect();
             let real: Vec<_> = state.locks().map(|(r, l)| (r.clone(), (l.holder, l.fence_token))).collect();
             prop_assert_eq!(model, real);
+        }
+    }
+
+    /// The queues are FIFO: a model that appends each new waiter, drops each wait that ended
+    /// and hands each grant from a queue to its head agrees with the state after every step,
+    /// and no grant from a queue goes to a waiter whose deadline had passed.
+    #[test]
+    fn queues_are_fifo(commands in proptest::collection::vec(command(), 1..120)) {
+        let mut state = LockState::new();
+        let mut model: BTreeMap<Resource, Vec<(SessionId, UnixMillis)>> = BTreeMap::new();
+        for command in commands {
+            let mut effects = Vec::new();
+            let _ = state.apply_traced(command, &mut effects);
+            for effect in effects {
+                match effect {
+                    Effect::LockWaiting { resource, session_id, waiter, .. } => {
+                        let queue = model.entry(resource).or_default();
+                        match queue.iter_mut().find(|(s, _)| *s == session_id) {
+                            Some(entry) => entry.1 = waiter.deadline,
+                            None => queue.push((session_id, waiter.deadline)),
+                        }
+                    }
+                    Effect::LockWaitEnded { resource, session_id, .. } => {
+                        let queue = model.entry(resource).or_default();
+                        let before = queue.len();
+                        queue.retain(|(s, _)| *s != session_id);
+                        prop_assert_eq!(queue.len() + 1, before, "a wait ended that was not in the queue");
+                    }
+                    Effect::LockAcquired { grant, queued: true, .. } => {
+                        let queue = model.entry(grant.resource.clone()).or_default();
+                        prop_assert!(!queue.is_empty(), "handed off from an empty queue");
+                        let (head, deadline) = queue.remove(0);
+                        prop_assert_eq!(head, grant.session_id, "not the head of the queue");
+                        prop_assert!(deadline > grant.acquired_at, "granted at or past its deadline");
+                    }
+                    _ => {}
+                }
+            }
+            model.retain(|_, q| !q.is_empty());
+            for (resource, queue) in &model {
+                let real: Vec<_> = state.queue(resource).map(|w| (w.session_id, w.deadline)).collect();
+                prop_assert_eq!(&real, queue);
+            }
+            prop_assert_eq!(state.stats().waiters as usize, model.values().map(Vec::len).sum::<usize>());
         }
     }
 

@@ -5,22 +5,27 @@
 //! each name stands for a fixed session id. The commands:
 //!
 //! ```text
-//! create S client=C timeout=N at=T     delete S at=T
+//! create S client=C timeout=N [delay=D] at=T     delete S at=T
 //! acquire S R at=T                     release S R token=N at=T
+//! wait S R until=T at=T (Wait)         cancel S R at=T (CancelWait)    tick at=T
+//! queue R (its waiters, head first)
 //! expire S... at=T                     cleanup S... at=T
 //! record S@T... at=T (RecordKeepalives)  session-keepalive S (its last_keepalive)
 //! session S    lock R    locks    stats    keepalive S (the leader's liveness check)
 //! create-raw S client=C timeout=N at=T (bypasses validation, as a corrupt log would)
 //! snapshot     (checks restore(snapshot) is the identity)
 //! ```
+//!
+//! After a command's own line, the queue effects it had follow: `handed R to S token=N
+//! waited=MS` for a grant from a queue, `wait ended S R REASON waited=MS`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use lockio_core::{
-    Applied, ClientId, Command, DomainError, FenceToken, LockState, Outcome, Resource, SessionId, SessionStatus, Timeout,
-    UnixMillis,
+    Applied, ClientId, Command, DomainError, Effect, FenceToken, LockDelay, LockState, Mode, Outcome, Resource, SessionId,
+    SessionStatus, Timeout, UnixMillis,
 };
 
 struct Script {
@@ -63,8 +68,38 @@ impl Script {
                     Ok(t) => t,
                     Err(e) => return format!("invalid {e}"),
                 };
-                let outcome = self.state.apply(Command::CreateSession { session_id, client_id, timeout, now });
-                self.show(outcome)
+                let command = match opts.get("delay") {
+                    None => Command::CreateSession { session_id, client_id, timeout, now },
+                    Some(d) => {
+                        let lock_delay = match LockDelay::from_secs(d.parse().unwrap()) {
+                            Ok(d) => d,
+                            Err(e) => return format!("invalid {e}"),
+                        };
+                        Command::CreateSessionWithLockDelay { session_id, client_id, timeout, lock_delay, now }
+                    }
+                };
+                self.apply(command)
+            }
+            "wait" => {
+                let session_id = self.id(&args[0]);
+                let resource = Resource::new(&args[1]).unwrap();
+                let deadline = UnixMillis(opts["until"].parse().unwrap());
+                self.apply(Command::Wait { session_id, resource, mode: Mode::Exclusive, deadline, now })
+            }
+            "cancel" => {
+                let session_id = self.id(&args[0]);
+                let resource = Resource::new(&args[1]).unwrap();
+                self.apply(Command::CancelWait { session_id, resource, now })
+            }
+            "tick" => self.apply(Command::Tick { now }),
+            "queue" => {
+                let resource = Resource::new(&args[0]).unwrap();
+                let waiters: Vec<String> = self
+                    .state
+                    .queue(&resource)
+                    .map(|w| format!("{}(since={} until={})", self.name(&w.session_id), w.since.0, w.deadline.0))
+                    .collect();
+                format!("[{}]", waiters.join(" "))
             }
             "create-raw" => {
                 let session_id = self.id(&args[0]);
@@ -76,21 +111,18 @@ impl Script {
             }
             "delete" => {
                 let session_id = self.id(&args[0]);
-                let outcome = self.state.apply(Command::DeleteSession { session_id, now });
-                self.show(outcome)
+                self.apply(Command::DeleteSession { session_id, now })
             }
             "acquire" => {
                 let session_id = self.id(&args[0]);
                 let resource = Resource::new(&args[1]).unwrap();
-                let outcome = self.state.apply(Command::Acquire { session_id, resource, now });
-                self.show(outcome)
+                self.apply(Command::Acquire { session_id, resource, now })
             }
             "release" => {
                 let session_id = self.id(&args[0]);
                 let resource = Resource::new(&args[1]).unwrap();
                 let fence_token = FenceToken::new(opts["token"].parse().unwrap()).unwrap();
-                let outcome = self.state.apply(Command::Release { session_id, resource, fence_token, now });
-                self.show(outcome)
+                self.apply(Command::Release { session_id, resource, fence_token, now })
             }
             "expire" | "cleanup" => {
                 let ids: Vec<SessionId> = args.iter().map(|a| self.id(a)).collect();
@@ -99,8 +131,7 @@ impl Script {
                 } else {
                     Command::Cleanup { expire: ids, now }
                 };
-                let outcome = self.state.apply(command);
-                self.show(outcome)
+                self.apply(command)
             }
             "record" => {
                 let keepalives = args
@@ -130,12 +161,17 @@ impl Script {
                     None => "not found".to_string(),
                     Some(s) => {
                         let locks: Vec<String> = s.locks.iter().map(|r| r.to_string()).collect();
+                        let waiting = if s.waiting.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" waiting=[{}]", s.waiting.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(","))
+                        };
                         let status = match s.status {
                             SessionStatus::Live => "live".to_string(),
                             SessionStatus::Expired { at } => format!("expired at={}", at.0),
                         };
                         format!(
-                            "{status} client={} timeout={} created={} locks=[{}]",
+                            "{status} client={} timeout={} created={} locks=[{}]{waiting}",
                             s.client_id,
                             s.timeout.secs(),
                             s.created_at.0,
@@ -145,7 +181,10 @@ impl Script {
                 }
             }
             "lock" => match self.state.lock(&Resource::new(&args[0]).unwrap()) {
-                None => "free".to_string(),
+                None => match self.state.delayed_until(&Resource::new(&args[0]).unwrap()) {
+                    Some(until) => format!("free, delayed until={}", until.0),
+                    None => "free".to_string(),
+                },
                 Some(l) => format!("held by {} token={} since={}", self.name(&l.holder), l.fence_token, l.acquired_at.0),
             },
             "locks" => {
@@ -171,6 +210,30 @@ impl Script {
         }
     }
 
+    /// Applies a command and shows its outcome, then the queue effects it had.
+    fn apply(&mut self, command: Command) -> String {
+        let mut effects = Vec::new();
+        let outcome = self.state.apply_traced(command, &mut effects);
+        let mut out = self.show(outcome);
+        for effect in effects {
+            match effect {
+                Effect::LockAcquired { grant, queued: true, waited_ms, .. } => write!(
+                    out,
+                    "\nhanded {} to {} token={} waited={waited_ms}",
+                    grant.resource,
+                    self.name(&grant.session_id),
+                    grant.fence_token
+                )
+                .unwrap(),
+                Effect::LockWaitEnded { resource, session_id, reason, waited_ms, .. } => {
+                    write!(out, "\nwait ended {} {resource} {} waited={waited_ms}", self.name(&session_id), reason.as_str()).unwrap()
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     fn show(&self, outcome: Outcome) -> String {
         match outcome {
             Ok(Applied::SessionCreated { session_id, fresh }) => {
@@ -189,6 +252,14 @@ impl Script {
             ),
             Ok(Applied::Released { grant }) => format!("released {} token={}", grant.resource, grant.fence_token),
             Ok(Applied::KeepalivesRecorded { updated }) => format!("recorded updated={updated}"),
+            Ok(Applied::Queued { resource, session_id, position, deadline, fresh }) => format!(
+                "{} {resource} {} position={position} until={}",
+                if fresh { "queued" } else { "still queued" },
+                self.name(&session_id),
+                deadline.0
+            ),
+            Ok(Applied::WaitCancelled { resource, session_id }) => format!("cancelled {} {resource}", self.name(&session_id)),
+            Ok(Applied::Ticked { timed_out, handed_off }) => format!("ticked timed_out={timed_out} handed_off={handed_off}"),
             Ok(Applied::Expired { expired, removed }) => {
                 let e: Vec<String> = expired
                     .iter()
@@ -201,11 +272,21 @@ impl Script {
             }
             Err(DomainError::SessionNotFound { session_id }) => format!("error SESSION_NOT_FOUND {}", self.name(&session_id)),
             Err(DomainError::SessionExpired { session_id }) => format!("error SESSION_EXPIRED {}", self.name(&session_id)),
-            Err(DomainError::LockHeld { resource, holder, holder_client, fence_token, since }) => format!(
-                "error LOCK_HELD {resource} by {} client={holder_client} token={fence_token} since={}",
-                self.name(&holder),
-                since.0
-            ),
+            Err(DomainError::LockHeld { resource, holder, holder_client, fence_token, since, queue_length }) => {
+                let queue = if queue_length > 0 { format!(" queue={queue_length}") } else { String::new() };
+                format!(
+                    "error LOCK_HELD {resource} by {} client={holder_client} token={fence_token} since={}{queue}",
+                    self.name(&holder),
+                    since.0
+                )
+            }
+            Err(DomainError::LockDelayed { resource, until, queue_length }) => {
+                format!("error LOCK_DELAYED {resource} until={} queue={queue_length}", until.0)
+            }
+            Err(DomainError::QueueFull { resource, queue_length }) => format!("error QUEUE_FULL {resource} queue={queue_length}"),
+            Err(DomainError::NotWaiting { session_id, resource }) => {
+                format!("error NOT_WAITING {resource} by {}", self.name(&session_id))
+            }
             Err(DomainError::LockNotHeld { session_id, resource }) => {
                 format!("error LOCK_NOT_HELD {resource} by {}", self.name(&session_id))
             }

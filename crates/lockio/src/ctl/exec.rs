@@ -15,9 +15,8 @@ use std::time::Duration;
 use lockio_client::{Client, Error, LockGuard, Session, SessionState};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::time::Instant;
 
-use super::fail;
+use super::{fail, whole_secs_up};
 use crate::cli::ExecArgs;
 
 /// The exit status when the session was lost while CMD ran.
@@ -95,19 +94,11 @@ pub async fn run(client: Client, args: ExecArgs) -> i32 {
     }
 }
 
-/// Try-lock until it is granted or `wait` has passed, backing off from 100 ms to 1 s.
+/// Takes the lock, waiting in its queue for up to `wait` (rounded up to whole seconds): one long
+/// request that the cluster answers when the runs ahead are done with the lock, sent again with
+/// the time left if the connection breaks (`Session::lock_wait`). A `wait` of zero is one try.
 async fn acquire(session: &Session, resource: &str, wait: Duration) -> Result<LockGuard, Error> {
-    let deadline = Instant::now() + wait;
-    let mut pause = Duration::from_millis(100);
-    loop {
-        match session.lock(resource).await {
-            Err(Error::LockHeld { .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(pause.min(deadline - Instant::now())).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
-            }
-            result => return result,
-        }
-    }
+    session.lock_wait(resource, whole_secs_up(wait)).await
 }
 
 /// CMD's processes. When this process's stdin is not a terminal, CMD runs in a process group

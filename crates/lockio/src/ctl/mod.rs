@@ -5,7 +5,7 @@
 mod exec;
 mod output;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use lockio_client::{Client, Error};
 
@@ -76,8 +76,8 @@ pub(crate) fn fail(e: &dyn std::fmt::Display) -> i32 {
 async fn session(client: &Client, command: SessionCommand) -> Result<Option<Output>, Error> {
     let now = SystemTime::now();
     Ok(Some(match command {
-        SessionCommand::Create { client_id, timeout, quiet } => {
-            let created = client.create_session(&client_id, std::time::Duration::from_secs(timeout)).await?;
+        SessionCommand::Create { client_id, timeout, lock_delay, quiet } => {
+            let created = client.create_session_with_lock_delay(&client_id, Duration::from_secs(timeout), Duration::from_secs(lock_delay)).await?;
             if quiet {
                 println!("{}", created.session_id);
                 return Ok(None);
@@ -95,8 +95,9 @@ async fn session(client: &Client, command: SessionCommand) -> Result<Option<Outp
 
 async fn lock(client: &Client, command: LockCommand) -> Result<Option<Output>, Error> {
     Ok(Some(match command {
-        LockCommand::Acquire { session_id, resource, quiet } => {
-            let grant = client.acquire(session_id.0, &resource).await?;
+        LockCommand::Acquire { session_id, resource, wait, quiet } => {
+            // A wait of zero is a try-lock.
+            let grant = client.acquire_wait(session_id.0, &resource, whole_secs_up(wait)).await?;
             if quiet {
                 println!("{}", grant.fence_token);
                 return Ok(None);
@@ -109,14 +110,22 @@ async fn lock(client: &Client, command: LockCommand) -> Result<Option<Output>, E
         }
         LockCommand::Status { resource } => {
             let status = client.lock_status(&resource).await?;
-            // The holder's name is on its session; without it the answer is still useful.
+            // The holder's name, if the answer lacks it, is on its session; without it the
+            // answer is still useful.
             let client_id = match &status.holder {
+                Some(h) if h.client_id.is_some() => h.client_id.clone(),
                 Some(h) => client.session_info(h.session_id).await.ok().map(|s| s.client_id),
                 None => None,
             };
             output::lock_status(&status, client_id.as_ref(), SystemTime::now())
         }
     }))
+}
+
+/// A wait as the cluster counts it: whole seconds, rounded up, so that it is never shorter
+/// than asked.
+pub(crate) fn whole_secs_up(wait: Duration) -> Duration {
+    Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() != 0))
 }
 
 /// The members as any node lists them, each asked for its own report, all at once.

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lockio_client::{ClientId, FenceToken, Grant, KeepaliveAck, LockStatus, NodeStatus, Resource, SessionCreated, SessionId, SessionInfo, Stats};
+use lockio_client::{ClientId, FenceToken, Grant, KeepaliveAck, LockStatus, NodeStatus, Resource, SessionCreated, SessionId, SessionInfo, Stats, Waiter};
 use serde_json::{json, Value};
 
 /// What a command prints: `human` without `--json`, `json` with it.
@@ -47,12 +47,12 @@ fn unix(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-/// `2026-11-26T23:38:25Z (3m 12s ago)`.
+/// `2026-11-26T23:38:25Z (3m 12s ago)`, or `(in 27s)` for a time to come.
 fn when(t: SystemTime, now: SystemTime) -> String {
     let at = humantime::format_rfc3339_seconds(t);
     match now.duration_since(t) {
         Ok(ago) => format!("{at} ({} ago)", secs_text(ago)),
-        Err(_) => at.to_string(),
+        Err(e) => format!("{at} (in {})", secs_text(e.duration())),
     }
 }
 
@@ -86,12 +86,14 @@ pub fn session_created(c: &SessionCreated) -> Output {
             ("client_id", c.client_id.to_string()),
             ("timeout", whole_secs(c.timeout)),
             ("keepalive_interval", whole_secs(c.keepalive_interval)),
+            ("lock_delay", whole_secs(c.lock_delay)),
         ]),
         json: json!({
             "session_id": c.session_id.to_string(),
             "client_id": c.client_id.as_str(),
             "timeout": c.timeout.as_secs(),
             "keepalive_interval": c.keepalive_interval.as_secs(),
+            "lock_delay": c.lock_delay.as_secs(),
         }),
     }
 }
@@ -111,6 +113,8 @@ pub fn session(s: &SessionInfo, now: SystemTime) -> Output {
         "locks_held": s.locks_held.iter().map(Resource::as_str).collect::<Vec<_>>(),
         "is_expired": s.is_expired(),
         "expires_in": s.expires_in.as_secs_f64(),
+        "lock_delay": s.lock_delay.as_secs(),
+        "waiting_for": s.waiting_for.iter().map(Resource::as_str).collect::<Vec<_>>(),
     });
     if let Some(at) = s.expired_at {
         json["expired_at"] = json!(unix(at));
@@ -124,7 +128,9 @@ pub fn session(s: &SessionInfo, now: SystemTime) -> Output {
             ("last_keepalive", when(s.last_keepalive, now)),
             ("timeout", whole_secs(s.timeout)),
             ("keepalive_interval", whole_secs(s.keepalive_interval)),
+            ("lock_delay", whole_secs(s.lock_delay)),
             ("locks_held", list(&s.locks_held)),
+            ("waiting_for", list(&s.waiting_for)),
         ]),
         json,
     }
@@ -158,6 +164,7 @@ pub fn acquired(g: &Grant) -> Output {
             "resource": g.resource.as_str(),
             "session_id": g.session_id.to_string(),
             "newly_granted": g.newly_granted,
+            "waited": g.waited.as_secs_f64(),
         }),
     }
 }
@@ -169,37 +176,53 @@ pub fn released(id: SessionId, resource: &str, token: FenceToken) -> Output {
     }
 }
 
-/// `client_id` is the holder's, when its session could be looked up.
+/// `client_id` is the holder's, when the answer or its session said it. People get the holder
+/// as `field  value` lines, then the queue as a table (`#` is the place in it); programs get
+/// the API's body.
 pub fn lock_status(s: &LockStatus, client_id: Option<&ClientId>, now: SystemTime) -> Output {
+    let mut rows = vec![("resource", s.resource.to_string())];
+    let mut json = json!({"locked": s.holder.is_some(), "resource": s.resource.as_str()});
     match &s.holder {
-        None => Output {
-            human: fields(&[("resource", s.resource.to_string()), ("locked", "no".into())]),
-            json: json!({"locked": false, "resource": s.resource.as_str()}),
-        },
+        None => rows.push(("locked", "no".into())),
         Some(h) => {
-            let mut json = json!({
-                "acquired_at": unix(h.acquired_at),
-                "fence_token": h.fence_token.0,
-                "locked": true,
-                "resource": s.resource.as_str(),
-                "session_id": h.session_id.to_string(),
-            });
+            rows.extend([
+                ("locked", "yes".into()),
+                ("client_id", client_id.map(ClientId::to_string).unwrap_or_else(|| "-".into())),
+                ("session_id", h.session_id.to_string()),
+                ("fence_token", h.fence_token.to_string()),
+                ("acquired_at", when(h.acquired_at, now)),
+            ]);
+            json["acquired_at"] = json!(unix(h.acquired_at));
+            json["fence_token"] = json!(h.fence_token.0);
+            json["session_id"] = json!(h.session_id.to_string());
             if let Some(c) = client_id {
                 json["client_id"] = json!(c.as_str());
             }
-            Output {
-                human: fields(&[
-                    ("resource", s.resource.to_string()),
-                    ("locked", "yes".into()),
-                    ("client_id", client_id.map(ClientId::to_string).unwrap_or_else(|| "-".into())),
-                    ("session_id", h.session_id.to_string()),
-                    ("fence_token", h.fence_token.to_string()),
-                    ("acquired_at", when(h.acquired_at, now)),
-                ]),
-                json,
-            }
         }
     }
+    if let Some(at) = s.delayed_until {
+        rows.push(("delayed_until", when(at, now)));
+        json["delayed_until"] = json!(unix(at));
+    }
+    rows.push(("queue_length", s.queue_length.to_string()));
+    json["queue_length"] = json!(s.queue_length);
+    json["waiters"] = s.waiters.iter().map(waiter_json).collect();
+    let mut human = fields(&rows);
+    if !s.waiters.is_empty() {
+        let lines: Vec<Vec<String>> = s
+            .waiters
+            .iter()
+            .enumerate()
+            .map(|(i, w)| vec![(i + 1).to_string(), w.client_id.to_string(), w.session_id.to_string(), when(w.since, now), when(w.deadline, now)])
+            .collect();
+        human.push('\n');
+        human.push_str(&table(&["#", "CLIENT_ID", "SESSION_ID", "WAITING_SINCE", "DEADLINE"], &lines));
+    }
+    Output { human, json }
+}
+
+fn waiter_json(w: &Waiter) -> Value {
+    json!({"session_id": w.session_id.to_string(), "client_id": w.client_id.as_str(), "since": unix(w.since), "deadline": unix(w.deadline)})
 }
 
 pub fn stats(s: &Stats) -> Output {
@@ -281,7 +304,7 @@ pub fn members(rows: &[MemberRow]) -> Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lockio_client::LockHolder;
+    use lockio_client::{LockHolder, Waiter};
 
     #[test]
     fn tables_align_and_trim() {
@@ -297,15 +320,28 @@ mod tests {
         let now = t(1_795_736_405);
         let id = SessionId::parse("916ef6ea-9040-43ce-a3d2-ca0e086986ab").unwrap();
         let resource = Resource::new("resource-1").unwrap();
+        let waiter = SessionId::parse("b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d").unwrap();
         let status = LockStatus {
             resource: resource.clone(),
-            holder: Some(LockHolder { session_id: id, fence_token: FenceToken(3), acquired_at: t(1_795_736_305) }),
+            holder: Some(LockHolder { session_id: id, fence_token: FenceToken(3), acquired_at: t(1_795_736_305), client_id: None }),
+            queue_length: 1,
+            waiters: vec![Waiter { session_id: waiter, client_id: ClientId::new("bob").unwrap(), since: t(1_795_736_395), deadline: t(1_795_736_425) }],
+            delayed_until: None,
         };
+        let delayed = LockStatus { resource: resource.clone(), holder: None, queue_length: 0, waiters: vec![], delayed_until: Some(t(1_795_736_410)) };
         let table: Vec<(Output, &str, Value)> = vec![
             (
                 lock_status(&status, Some(&ClientId::new("test-client-1").unwrap()), now),
-                "resource     resource-1\nlocked       yes\nclient_id    test-client-1\nsession_id   916ef6ea-9040-43ce-a3d2-ca0e086986ab\nfence_token  3\nacquired_at  2026-11-26T23:38:25Z (1m 40s ago)\n",
-                json!({"acquired_at": 1795736305.0, "client_id": "test-client-1", "fence_token": 3, "locked": true, "resource": "resource-1", "session_id": id.to_string()}),
+                "resource      resource-1\nlocked        yes\nclient_id     test-client-1\nsession_id    916ef6ea-9040-43ce-a3d2-ca0e086986ab\nfence_token   3\nacquired_at   2026-11-26T23:38:25Z (1m 40s ago)\nqueue_length  1\n\n\
+                 #  CLIENT_ID  SESSION_ID                            WAITING_SINCE                   DEADLINE\n\
+                 1  bob        b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d  2026-11-26T23:39:55Z (10s ago)  2026-11-26T23:40:25Z (in 20s)\n",
+                json!({"acquired_at": 1795736305.0, "client_id": "test-client-1", "fence_token": 3, "locked": true, "resource": "resource-1", "session_id": id.to_string(),
+                       "queue_length": 1, "waiters": [{"session_id": waiter.to_string(), "client_id": "bob", "since": 1795736395.0, "deadline": 1795736425.0}]}),
+            ),
+            (
+                lock_status(&delayed, None, now),
+                "resource       resource-1\nlocked         no\ndelayed_until  2026-11-26T23:40:10Z (in 5s)\nqueue_length   0\n",
+                json!({"locked": false, "resource": "resource-1", "delayed_until": 1795736410.0, "queue_length": 0, "waiters": []}),
             ),
             (cleaned(1), "removed 1 expired session\n", json!({"cleanup": "completed", "count": 1})),
             (

@@ -17,11 +17,20 @@ pub struct ApiError {
     message: String,
     /// Further fields of the body: `field`, `session_id`, `resource`, ...
     extra: Map<String, Value>,
+    /// The `Retry-After` header, in seconds, if not the 503's default.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), extra: Map::new() }
+        ApiError { status, code, message: message.into(), extra: Map::new(), retry_after: None }
+    }
+
+    /// Sets `Retry-After` to the whole seconds from now until `until` (at least 1).
+    fn retry_after_until(mut self, until: lockio_core::UnixMillis) -> ApiError {
+        let left = until.0.saturating_sub(crate::service::wall_now().0);
+        self.retry_after = Some(left.div_ceil(1000).max(1));
+        self
     }
 
     /// Adds a field to the body.
@@ -73,6 +82,18 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> ApiError {
         match e {
             ServiceError::Domain(d) => domain(d),
+            ServiceError::WaitTimedOut { blocked_by, waited_ms } => {
+                let waited = waited_ms as f64 / 1000.0;
+                match blocked_by {
+                    Some(d) => domain(d).with("waited", waited),
+                    None => ApiError::new(
+                        StatusCode::CONFLICT,
+                        "WAIT_TIMEOUT",
+                        "The wait reached its deadline just as the resource became free; asking again may get it",
+                    )
+                    .with("waited", waited),
+                }
+            }
             ServiceError::Unavailable { reason, outcome_unknown } => unavailable(&reason, outcome_unknown),
             ServiceError::NotLeader { .. } => unavailable("no leader is known", false),
             ServiceError::Internal => ApiError::internal(),
@@ -98,7 +119,7 @@ fn domain(e: DomainError) -> ApiError {
             format!("Session {session_id} has expired and its locks were released"),
         )
         .with("session_id", session_id.to_string()),
-        DomainError::LockHeld { resource, holder: _, holder_client, fence_token, since } => ApiError::new(
+        DomainError::LockHeld { resource, holder: _, holder_client, fence_token, since, queue_length } => ApiError::new(
             StatusCode::CONFLICT,
             "LOCK_HELD",
             format!(
@@ -110,7 +131,37 @@ fn domain(e: DomainError) -> ApiError {
         .with("resource", resource.as_str())
         .with("holder_client_id", holder_client.as_str())
         .with("holder_fence_token", fence_token.0)
-        .with("held_since", since.as_secs_f64()),
+        .with("held_since", since.as_secs_f64())
+        .with("holders_count", 1)
+        .with("queue_length", queue_length),
+        DomainError::LockDelayed { resource, until, queue_length } => ApiError::new(
+            StatusCode::CONFLICT,
+            "LOCK_DELAYED",
+            format!(
+                "Resource {resource} is free but unavailable until {} (lock-delay: its holder's session expired)",
+                until.as_secs_f64()
+            ),
+        )
+        .with("acquired", false)
+        .with("resource", resource.as_str())
+        .with("available_at", until.as_secs_f64())
+        .with("queue_length", queue_length)
+        .retry_after_until(until),
+        DomainError::QueueFull { resource, queue_length } => ApiError::new(
+            StatusCode::CONFLICT,
+            "QUEUE_FULL",
+            format!("Resource {resource} already has {queue_length} sessions waiting, the most it queues"),
+        )
+        .with("acquired", false)
+        .with("resource", resource.as_str())
+        .with("queue_length", queue_length),
+        DomainError::NotWaiting { session_id, resource } => ApiError::new(
+            StatusCode::CONFLICT,
+            "NOT_WAITING",
+            format!("Session {session_id} is not waiting for resource {resource}"),
+        )
+        .with("session_id", session_id.to_string())
+        .with("resource", resource.as_str()),
         DomainError::LockNotHeld { session_id, resource } => ApiError::new(
             StatusCode::NOT_FOUND,
             "LOCK_NOT_HELD",
@@ -140,7 +191,9 @@ impl IntoResponse for ApiError {
         body.insert("code".into(), json!(self.code));
         body.extend(self.extra);
         let mut response = (self.status, Json(Value::Object(body))).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         response

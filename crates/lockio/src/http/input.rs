@@ -11,7 +11,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use lockio_core::{ClientId, FenceToken, InvalidValue, Resource, SessionId, Timeout};
+use lockio_core::{ClientId, FenceToken, InvalidValue, LockDelay, Mode, Resource, SessionId, Timeout, WaitSecs};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -138,6 +138,11 @@ impl QueryParams {
         Ok(Listing { filter, limit })
     }
 
+    /// A query parameter, if given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
     /// `?fence_token=N`, if given.
     pub fn fence_token(&self) -> Result<Option<FenceToken>, ApiError> {
         let Some(raw) = self.0.get("fence_token") else { return Ok(None) };
@@ -183,4 +188,75 @@ pub fn fence_token(body: &Map<String, Value>) -> Result<Option<FenceToken>, ApiE
         None => Ok(None),
         Some(n) => Ok(Some(FenceToken::new(n)?)),
     }
+}
+
+/// `lock_delay`: a JSON integer of seconds, 0 to 60; 0 when absent.
+pub fn lock_delay(body: &Map<String, Value>) -> Result<LockDelay, ApiError> {
+    let rule = format!("must be an integer from 0 to {} (seconds)", LockDelay::MAX_SECS);
+    match integer(body, "lock_delay", &rule)? {
+        None => Ok(LockDelay::NONE),
+        Some(secs) => Ok(LockDelay::from_secs(secs)?),
+    }
+}
+
+/// What an acquire asks for besides the resource (coordination.md, "Acquire, extended").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcquireOptions {
+    pub wait: WaitSecs,
+    pub mode: Mode,
+}
+
+/// One option of an acquire, from the JSON body (typed) and the query (text). Given in both, it
+/// must be the same value.
+fn option<T: PartialEq>(
+    body: Option<&Map<String, Value>>,
+    query: &QueryParams,
+    field: &str,
+    from_json: impl Fn(&Value) -> Result<T, ApiError>,
+    from_text: impl Fn(&str) -> Result<T, ApiError>,
+) -> Result<Option<T>, ApiError> {
+    let in_body = body.and_then(|b| b.get(field)).map(from_json).transpose()?;
+    let in_query = query.get(field).map(from_text).transpose()?;
+    match (in_body, in_query) {
+        (Some(b), Some(q)) if b != q => Err(ApiError::invalid(field, format!("{field} differs between the body and the query"))),
+        (Some(v), _) | (None, Some(v)) => Ok(Some(v)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `wait`, `mode` (and the refused `limit` and `value`) of an acquire, from its optional JSON
+/// body and its query string.
+pub fn acquire_options(body: Option<&Map<String, Value>>, query: &QueryParams) -> Result<AcquireOptions, ApiError> {
+    let wait_rule = format!("wait must be an integer from 0 to {} (seconds)", WaitSecs::MAX_SECS);
+    let wait_bad = || ApiError::invalid("wait", wait_rule.clone());
+    let wait = option(
+        body,
+        query,
+        "wait",
+        |v| v.as_u64().filter(|_| v.is_u64()).ok_or_else(wait_bad).and_then(|n| Ok(WaitSecs::from_secs(n)?)),
+        |t| {
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(wait_bad());
+            }
+            let n: u64 = t.parse().map_err(|_| wait_bad())?;
+            Ok(WaitSecs::from_secs(n)?)
+        },
+    )?;
+    let mode_bad = || ApiError::invalid("mode", "mode must be \"exclusive\" or \"shared\"");
+    let mode = option(
+        body,
+        query,
+        "mode",
+        |v| v.as_str().ok_or_else(mode_bad).and_then(|m| Ok(Mode::parse(m)?)),
+        |t| Ok(Mode::parse(t)?),
+    )?;
+    for field in ["limit", "value"] {
+        if body.is_some_and(|b| b.contains_key(field)) || query.get(field).is_some() {
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} belongs to shared locks and semaphores, which this version of lock.io does not support yet"),
+            ));
+        }
+    }
+    Ok(AcquireOptions { wait: wait.unwrap_or(WaitSecs::NONE), mode: mode.unwrap_or_default() })
 }

@@ -4,12 +4,12 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use lockio_core::Grant;
+use lockio_core::{ClientId, Grant, Waiter};
 use serde_json::{json, Value};
 
 use crate::events::{Event, What};
 use crate::raft::replica::Change;
-use crate::service::{ClusterStatus, Health, Reply, SessionView};
+use crate::service::{ClusterStatus, Health, LockRow, LockView, Reply, SessionView};
 
 fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
@@ -33,16 +33,28 @@ pub fn reply(reply: Reply) -> Response {
         ),
         Reply::KeptAlive { session_id, timeout, expires_in_ms } => (
             StatusCode::OK,
-            json!({"session_id": session_id.to_string(), "success": true, "timeout": timeout.secs(), "expires_in": secs(expires_in_ms)}),
+            json!({
+                "session_id": session_id.to_string(),
+                "success": true,
+                "updated": true,
+                "timeout": timeout.secs(),
+                "expires_in": secs(expires_in_ms),
+            }),
         ),
         Reply::SessionDeleted { session_id } => {
             (StatusCode::OK, json!({"deleted": true, "session_id": session_id.to_string()}))
         }
-        Reply::Acquired { grant, fresh } => {
+        Reply::Acquired { grant, fresh, waited_ms } => {
             let (session_id, resource, fence_token) = grant_body(&grant);
             (
                 if fresh { StatusCode::CREATED } else { StatusCode::OK },
-                json!({"acquired": true, "fence_token": fence_token, "resource": resource, "session_id": session_id}),
+                json!({
+                    "acquired": true,
+                    "fence_token": fence_token,
+                    "resource": resource,
+                    "session_id": session_id,
+                    "waited": secs(waited_ms),
+                }),
             )
         }
         Reply::Released { grant } => {
@@ -59,8 +71,7 @@ pub fn reply(reply: Reply) -> Response {
             StatusCode::OK,
             json!({"locks": locks.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "total_locks": locks.len()}),
         ),
-        Reply::Lock { grant: Some(grant), .. } => (StatusCode::OK, lock_body(&grant)),
-        Reply::Lock { resource, grant: None } => (StatusCode::OK, json!({"locked": false, "resource": resource.as_str()})),
+        Reply::Lock(view) => (StatusCode::OK, lock_view_body(&view)),
         Reply::Stats(stats) => (StatusCode::OK, stats_body(&stats)),
         Reply::Sessions { total, matched, rows } => (
             StatusCode::OK,
@@ -71,11 +82,7 @@ pub fn reply(reply: Reply) -> Response {
             json!({
                 "total": total,
                 "matched": matched,
-                "locks": rows.iter().map(|row| {
-                    let mut body = lock_body(&row.grant);
-                    body["client_id"] = json!(row.client_id.as_str());
-                    body
-                }).collect::<Vec<_>>(),
+                "locks": rows.iter().map(lock_row_body).collect::<Vec<_>>(),
             }),
         ),
     };
@@ -93,6 +100,8 @@ fn session_body(s: &SessionView) -> Value {
         "keepalive_interval": s.timeout.keepalive_interval_secs(),
         "is_expired": s.expired_at.is_some(),
         "expires_in": secs(s.expires_in_ms),
+        "lock_delay": s.lock_delay.secs(),
+        "waiting_for": s.waiting_for.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
     });
     if let Some(at) = s.expired_at {
         body["expired_at"] = json!(at.as_secs_f64());
@@ -100,13 +109,57 @@ fn session_body(s: &SessionView) -> Value {
     body
 }
 
-fn lock_body(grant: &Grant) -> Value {
+/// A resource's top-level fields: held (the seed's fields, and the holder's client) or free,
+/// with the length of its queue and its lock-delay.
+fn lock_top(resource: &lockio_core::Resource, holder: &Option<(Grant, ClientId)>, queue_length: u64, delayed_until: Option<lockio_core::UnixMillis>) -> Value {
+    let mut body = match holder {
+        Some((grant, client_id)) => json!({
+            "acquired_at": grant.acquired_at.as_secs_f64(),
+            "client_id": client_id.as_str(),
+            "fence_token": grant.fence_token.0,
+            "locked": true,
+            "mode": "exclusive",
+            "resource": grant.resource.as_str(),
+            "session_id": grant.session_id.to_string(),
+        }),
+        None => json!({"locked": false, "resource": resource.as_str()}),
+    };
+    body["queue_length"] = json!(queue_length);
+    if let Some(until) = delayed_until {
+        body["delayed_until"] = json!(until.as_secs_f64());
+    }
+    body
+}
+
+fn lock_row_body(row: &LockRow) -> Value {
+    lock_top(&row.resource, &row.holder, row.queue_length, row.delayed_until)
+}
+
+/// `GET /admin/locks/{resource}`: the top-level fields, the holders and the queue in order.
+fn lock_view_body(view: &LockView) -> Value {
+    let mut body = lock_top(&view.resource, &view.holder, view.waiters.len() as u64, view.delayed_until);
+    body["holders"] = json!(view
+        .holder
+        .iter()
+        .map(|(grant, client_id)| json!({
+            "session_id": grant.session_id.to_string(),
+            "client_id": client_id.as_str(),
+            "fence_token": grant.fence_token.0,
+            "acquired_at": grant.acquired_at.as_secs_f64(),
+            "value": null,
+        }))
+        .collect::<Vec<_>>());
+    body["waiters"] = json!(view.waiters.iter().map(|(w, client_id)| waiter_body(w, client_id)).collect::<Vec<_>>());
+    body
+}
+
+fn waiter_body(w: &Waiter, client_id: &ClientId) -> Value {
     json!({
-        "acquired_at": grant.acquired_at.as_secs_f64(),
-        "fence_token": grant.fence_token.0,
-        "locked": true,
-        "resource": grant.resource.as_str(),
-        "session_id": grant.session_id.to_string(),
+        "session_id": w.session_id.to_string(),
+        "client_id": client_id.as_str(),
+        "mode": w.mode.as_str(),
+        "since": w.since.as_secs_f64(),
+        "deadline": w.deadline.as_secs_f64(),
     })
 }
 
@@ -200,9 +253,9 @@ pub fn event(e: &Event) -> Value {
     let mut body = match &e.what {
         What::Applied { index, position, change } => {
             let mut body = match change {
-                Change::SessionCreated { session_id, client_id, timeout } => json!({
+                Change::SessionCreated { session_id, client_id, timeout, lock_delay } => json!({
                     "type": "session_created", "session_id": session_id.to_string(),
-                    "client_id": client_id.as_str(), "timeout": timeout.secs(),
+                    "client_id": client_id.as_str(), "timeout": timeout.secs(), "lock_delay": lock_delay.secs(),
                 }),
                 Change::SessionDeleted { session_id, client_id, released } => json!({
                     "type": "session_deleted", "session_id": session_id.to_string(),
@@ -212,10 +265,29 @@ pub fn event(e: &Event) -> Value {
                     "type": "session_expired", "session_id": session_id.to_string(),
                     "client_id": client_id.as_str(), "released": grants(released),
                 }),
-                Change::LockAcquired { grant, client_id } | Change::LockReleased { grant, client_id } => json!({
-                    "type": if matches!(change, Change::LockAcquired { .. }) { "lock_acquired" } else { "lock_released" },
-                    "resource": grant.resource.as_str(), "session_id": grant.session_id.to_string(),
-                    "client_id": client_id.as_str(), "fence_token": grant.fence_token.0,
+                Change::LockAcquired { grant, client_id, mode, queued, waited_ms } => json!({
+                    "type": "lock_acquired", "resource": grant.resource.as_str(),
+                    "session_id": grant.session_id.to_string(), "client_id": client_id.as_str(),
+                    "fence_token": grant.fence_token.0, "mode": mode.as_str(), "value": null,
+                    "queued": queued, "waited": secs(*waited_ms),
+                }),
+                Change::LockReleased { grant, client_id } => json!({
+                    "type": "lock_released", "resource": grant.resource.as_str(),
+                    "session_id": grant.session_id.to_string(), "client_id": client_id.as_str(),
+                    "fence_token": grant.fence_token.0,
+                }),
+                Change::LockWaiting { resource, session_id, client_id, waiter, position } => {
+                    let mut body = waiter_body(waiter, client_id);
+                    body["type"] = json!("lock_waiting");
+                    body["resource"] = json!(resource.as_str());
+                    body["session_id"] = json!(session_id.to_string());
+                    body["queue_length"] = json!(position);
+                    body
+                }
+                Change::LockWaitEnded { resource, session_id, client_id, reason, waited_ms, .. } => json!({
+                    "type": "lock_wait_ended", "resource": resource.as_str(),
+                    "session_id": session_id.to_string(), "client_id": client_id.as_str(),
+                    "reason": reason.as_str(), "waited": secs(*waited_ms),
                 }),
             };
             body["index"] = json!(index);

@@ -2,6 +2,7 @@
 //! answer (`reply`, `error`); none makes a decision about sessions or locks.
 
 use axum::extract::State;
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lockio_core::SessionId;
@@ -42,18 +43,23 @@ pub async fn create_session(State(service): State<Service>, body: Body) -> Answe
     let body = body.object(true)?.unwrap_or_default();
     let client_id = input::client_id(&body)?;
     let timeout = input::timeout(&body)?;
+    let lock_delay = input::lock_delay(&body)?;
     // Minted here, before replication, so that a retry on another leader asks for this same
     // session rather than a second one.
     let session_id = SessionId(uuid::Uuid::new_v4());
-    run(&service, Request::CreateSession { session_id, client_id, timeout }).await
+    run(&service, Request::CreateSession { session_id, client_id, timeout, lock_delay }).await
 }
 
 pub async fn get_session(State(service): State<Service>, params: Params, query: QueryParams) -> Answer {
     read(&service, &query, Query::Session(params.session_id()?)).await
 }
 
-pub async fn delete_session(State(service): State<Service>, params: Params, _body: Body) -> Answer {
-    run(&service, Request::DeleteSession { session_id: params.session_id()? }).await
+pub async fn delete_session(State(service): State<Service>, params: Result<Params, ApiError>, body: Result<Body, ApiError>) -> Answer {
+    let answer = async {
+        body?;
+        run(&service, Request::DeleteSession { session_id: params?.session_id()? }).await
+    };
+    answer.await.map_err(|e| e.with("deleted", false))
 }
 
 pub async fn keepalive(State(service): State<Service>, params: Params, _body: Body) -> Answer {
@@ -64,13 +70,36 @@ pub async fn session_locks(State(service): State<Service>, params: Params, query
     read(&service, &query, Query::SessionLocks(params.session_id()?)).await
 }
 
-pub async fn acquire(State(service): State<Service>, params: Params, _body: Body) -> Answer {
-    let resource = params.resource()?;
-    let session_id = params.session_id()?;
-    run(&service, Request::Acquire { session_id, resource }).await
+/// A try-lock, or with `wait` a long poll that stays open until the grant, the deadline or the
+/// end of the session. If the client goes away first, the service cancels the wait (unless the
+/// same request comes back within two seconds).
+pub async fn acquire(
+    State(service): State<Service>,
+    params: Result<Params, ApiError>,
+    query: Result<QueryParams, ApiError>,
+    body: Result<Body, ApiError>,
+) -> Answer {
+    let answer = async {
+        let params = params?;
+        let resource = params.resource()?;
+        let options = input::acquire_options(body?.object(false)?.as_ref(), &query?)?;
+        let session_id = params.session_id()?;
+        run(&service, Request::Acquire { session_id, resource, mode: options.mode, wait: options.wait }).await
+    };
+    answer.await.map_err(|e| e.with("acquired", false))
 }
 
-pub async fn release(State(service): State<Service>, params: Params, query: QueryParams, body: Body) -> Answer {
+pub async fn release(
+    State(service): State<Service>,
+    params: Result<Params, ApiError>,
+    query: Result<QueryParams, ApiError>,
+    body: Result<Body, ApiError>,
+) -> Answer {
+    let answer = async { release_inner(&service, params?, query?, body?).await };
+    answer.await.map_err(|e| e.with("released", false))
+}
+
+async fn release_inner(service: &Service, params: Params, query: QueryParams, body: Body) -> Answer {
     let resource = params.resource()?;
     let from_body = match body.object(false)? {
         Some(body) => input::fence_token(&body)?,
@@ -85,12 +114,17 @@ pub async fn release(State(service): State<Service>, params: Params, query: Quer
         (None, None) => return Err(ApiError::invalid("fence_token", "fence_token is required (body or ?fence_token=N)")),
     };
     let session_id = params.session_id()?;
-    run(&service, Request::Release { session_id, resource, fence_token }).await
+    run(service, Request::Release { session_id, resource, fence_token }).await
 }
 
 /// `/sessions/{id}/locks/` and `/admin/locks/`: a resource name cannot be empty.
-pub async fn empty_resource() -> ApiError {
-    ApiError::invalid("resource", "resource must not be empty")
+pub async fn empty_resource(method: Method, uri: Uri) -> ApiError {
+    let error = ApiError::invalid("resource", "resource must not be empty");
+    match (method, uri.path().starts_with("/sessions/")) {
+        (Method::POST, true) => error.with("acquired", false),
+        (Method::DELETE, true) => error.with("released", false),
+        _ => error,
+    }
 }
 
 pub async fn cleanup(State(service): State<Service>, _body: Body) -> Answer {

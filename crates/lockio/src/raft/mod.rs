@@ -78,13 +78,14 @@ mod tests {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("temp dir");
             let store = Store::open(dir.path()).expect("open store");
-            let sm = StateMachine::open(store.clone(), crate::events::EventLog::new()).expect("open state machine");
+            let sm = StateMachine::open(store.clone(), crate::events::EventLog::new(), Default::default()).expect("open state machine");
             Ok((dir, LogStore::new(store), sm))
         }
     }
 
     /// openraft's storage conformance suite against our redb log store and state machine.
     #[test]
+    #[allow(clippy::result_large_err)] // openraft's error type, as its suite returns it
     fn openraft_storage_suite() -> Result<(), StorageError> {
         Suite::test_all(RedbBuilder)
     }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use lockio_core::{Applied, ClientId, Grant, LockState, SessionId, Timeout, UnixMillis};
+use lockio_core::{Effect, LockState, UnixMillis};
 use serde::{Deserialize, Serialize};
 
 use super::{LogCommand, LogOutcome, NodeId};
@@ -20,22 +20,15 @@ pub struct Replica {
 }
 
 /// Something that happened when an entry was applied, with the leader's time stamp of the
-/// command; fed to the event stream.
+/// command; fed to the event stream and to the leader's open waits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplicaEvent {
     pub at: UnixMillis,
     pub change: Change,
 }
 
-/// What changed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Change {
-    SessionCreated { session_id: SessionId, client_id: ClientId, timeout: Timeout },
-    SessionDeleted { session_id: SessionId, client_id: ClientId, released: Vec<Grant> },
-    SessionExpired { session_id: SessionId, client_id: ClientId, released: Vec<Grant> },
-    LockAcquired { grant: Grant, client_id: ClientId },
-    LockReleased { grant: Grant, client_id: ClientId },
-}
+/// What changed: the core's own account, in the order it happened.
+pub type Change = Effect;
 
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
@@ -47,24 +40,6 @@ struct SnapshotRef<'a> {
 struct SnapshotOwned {
     locks: Vec<u8>,
     http_addrs: BTreeMap<NodeId, String>,
-}
-
-/// The sessions a command names.
-fn named_sessions(command: &lockio_core::Command) -> Box<dyn Iterator<Item = &SessionId> + '_> {
-    use lockio_core::Command::*;
-    match command {
-        CreateSession { session_id, .. }
-        | DeleteSession { session_id, .. }
-        | Acquire { session_id, .. }
-        | Release { session_id, .. } => Box::new(std::iter::once(session_id)),
-        ExpireSessions { session_ids, .. } | Cleanup { expire: session_ids, .. } => Box::new(session_ids.iter()),
-        // Recording keepalives produces no event.
-        RecordKeepalives { .. } => Box::new(std::iter::empty()),
-    }
-}
-
-fn unknown_client() -> ClientId {
-    ClientId::new("(unknown)").expect("a valid literal")
 }
 
 impl Replica {
@@ -83,50 +58,17 @@ impl Replica {
 
     fn apply_lock(&mut self, command: lockio_core::Command, events: &mut Vec<ReplicaEvent>) -> lockio_core::Outcome {
         let at = command.now();
-        // A session the command deletes or cleans up is gone afterwards: note the clients of
-        // the sessions it names first.
-        let named_clients: BTreeMap<SessionId, ClientId> = named_sessions(&command)
-            .filter_map(|id| Some((*id, self.locks.session(id)?.client_id.clone())))
-            .collect();
-        let outcome = self.locks.apply(command);
-        let client =
-            |id: &SessionId| named_clients.get(id).cloned().or_else(|| self.client_of(id)).unwrap_or_else(unknown_client);
-        let change = |change| ReplicaEvent { at, change };
-        match &outcome {
-            Ok(Applied::SessionCreated { session_id, fresh: true }) => {
-                if let Some(s) = self.locks.session(session_id) {
-                    events.push(change(Change::SessionCreated {
-                        session_id: *session_id,
-                        client_id: s.client_id.clone(),
-                        timeout: s.timeout,
-                    }));
-                }
-            }
-            Ok(Applied::SessionDeleted { session_id, released }) => events.push(change(Change::SessionDeleted {
-                session_id: *session_id,
-                client_id: client(session_id),
-                released: released.clone(),
-            })),
-            Ok(Applied::Acquired { grant, fresh: true }) => events.push(ReplicaEvent {
-                at: grant.acquired_at,
-                change: Change::LockAcquired { grant: grant.clone(), client_id: client(&grant.session_id) },
-            }),
-            Ok(Applied::Released { grant }) => events
-                .push(change(Change::LockReleased { grant: grant.clone(), client_id: client(&grant.session_id) })),
-            Ok(Applied::Expired { expired, .. }) => events.extend(expired.iter().map(|e| {
-                change(Change::SessionExpired {
-                    session_id: e.session_id,
-                    client_id: client(&e.session_id),
-                    released: e.released.clone(),
-                })
-            })),
-            _ => {}
-        }
+        let mut effects = Vec::new();
+        let outcome = self.locks.apply_traced(command, &mut effects);
+        events.extend(effects.into_iter().map(|change| {
+            // A grant is stamped with its own time, which the core may have moved forward.
+            let at = match &change {
+                Effect::LockAcquired { grant, .. } => grant.acquired_at,
+                _ => at,
+            };
+            ReplicaEvent { at, change }
+        }));
         outcome
-    }
-
-    fn client_of(&self, session_id: &SessionId) -> Option<ClientId> {
-        self.locks.session(session_id).map(|s| s.client_id.clone())
     }
 
     pub fn snapshot(&self) -> Vec<u8> {

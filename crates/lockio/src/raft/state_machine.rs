@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::replica::{Change, Replica, ReplicaEvent};
 use crate::events::{EventLog, What};
+use crate::service::Waits;
 use super::store::{self, Store, StoreError, SNAPSHOT};
 use super::{Entry, LogId, LogOutcome, NodeId, StorageError, TypeConfig};
 
@@ -54,6 +55,8 @@ pub struct StateMachine {
     store: Store,
     view: AppliedView,
     events: EventLog,
+    /// The long-poll acquires open on this node, told how their queue entries end.
+    waits: Waits,
 }
 
 fn snapshot_err(verb: ErrorVerb) -> impl FnOnce(StoreError) -> StorageError {
@@ -62,7 +65,7 @@ fn snapshot_err(verb: ErrorVerb) -> impl FnOnce(StoreError) -> StorageError {
 
 impl StateMachine {
     /// Loads the last persisted snapshot, if any; openraft replays the log from there.
-    pub fn open(store: Store, events: EventLog) -> Result<StateMachine, StoreError> {
+    pub fn open(store: Store, events: EventLog, waits: Waits) -> Result<StateMachine, StoreError> {
         let mut applied = Applied::default();
         if let Some(StoredSnapshotMeta { meta }) = store.get::<StoredSnapshotMeta>(SNAPSHOT, "meta")? {
             let data: Vec<u8> = store.get(SNAPSHOT, "data")?.unwrap_or_default();
@@ -70,7 +73,7 @@ impl StateMachine {
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
         }
-        Ok(StateMachine { store, view: AppliedView { inner: Arc::new(RwLock::new(applied)) }, events })
+        Ok(StateMachine { store, view: AppliedView { inner: Arc::new(RwLock::new(applied)) }, events, waits })
     }
 
     pub fn view(&self) -> AppliedView {
@@ -157,6 +160,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 tracing::debug!(index, change = ?event.change, "applied");
             }
             crate::metrics::applied(&event.change);
+            self.waits.deliver(index, &event.change);
             self.events.publish(event.at, What::Applied { index, position, change: event.change });
         }
         Ok(outcomes)

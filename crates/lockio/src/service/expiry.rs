@@ -1,5 +1,6 @@
-//! The leader's periodic work on sessions: the expiry sweep (and `POST /admin/cleanup`), and
-//! writing down the keepalives it took.
+//! The leader's periodic work: the expiry sweep (and `POST /admin/cleanup`), the timer that
+//! ends waits at their deadline and lock-delays at their end, and writing down the keepalives
+//! it took.
 //!
 //! Both take the sessions whose lease deadline has passed (`LeaseTable::take_overdue`) and
 //! propose their expiry as one command, so every replica expires them at the same log position
@@ -56,6 +57,24 @@ impl Service {
         }
     }
 
+    /// Proposes a `Tick` when a wait's deadline or a lock-delay's end has come (by the applied
+    /// state and this leader's clock), so that the waiter hears its timeout and the head of a
+    /// delayed queue gets the lock.
+    async fn tick(&self) {
+        if self.leader_term().is_none() || !self.health().healthy {
+            return;
+        }
+        let now = wall_now();
+        let due = self.inner.view.read().replica.locks.next_due();
+        if due.is_none_or(|at| at > now) {
+            return;
+        }
+        match tokio::time::timeout(self.inner.config.request_timeout, self.propose_lock(Command::Tick { now })).await {
+            Ok(Ok(Applied::Ticked { timed_out, handed_off })) => tracing::debug!(timed_out, handed_off, "tick applied"),
+            other => tracing::debug!(?other, "tick not applied; the next one retries"),
+        }
+    }
+
     /// Writes the keepalives taken since the last time to the log, so every replica shows them.
     /// Losing one such write loses nothing that matters: expiry goes by the lease table.
     async fn record_keepalives(&self) {
@@ -94,8 +113,8 @@ impl Service {
 /// How often the leader writes the keepalives it took to the log.
 const RECORD_KEEPALIVES_EVERY: Duration = Duration::from_secs(1);
 
-/// Sweeps every `interval`, and records keepalives every `RECORD_KEEPALIVES_EVERY`, for as long
-/// as the node runs; does nothing on a follower.
+/// Sweeps and ticks every `interval`, and records keepalives every `RECORD_KEEPALIVES_EVERY`,
+/// for as long as the node runs; does nothing on a follower.
 pub async fn run_sweeper(service: Service, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -103,6 +122,7 @@ pub async fn run_sweeper(service: Service, interval: Duration) {
     loop {
         ticks.tick().await;
         service.sweep().await;
+        service.tick().await;
         if last_record.elapsed() >= RECORD_KEEPALIVES_EVERY {
             last_record = Instant::now();
             service.record_keepalives().await;

@@ -54,6 +54,20 @@ impl Forwarder {
         rx.await.unwrap_or(Err(ServiceError::Unavailable { reason: "forwarding lost".into(), outcome_unknown: proposes }))
     }
 
+    /// Sends `forwarded` on a call of its own, outside the lanes: for a request that may stay
+    /// open for long (a wait), which must neither hold up a batch nor outlive its caller.
+    pub async fn forward_alone(&self, addr: &str, forwarded: Forwarded, proposes: bool) -> Answer {
+        let budget = Duration::from_millis(forwarded.budget_ms);
+        match self.peers.call::<_, Vec<Answer>>(addr, path::FORWARD, &vec![forwarded], budget).await {
+            Ok(mut answers) if answers.len() == 1 => answers.remove(0),
+            Ok(_) => Err(ServiceError::Unavailable { reason: "bad forwarding answer".into(), outcome_unknown: proposes }),
+            Err(e) => {
+                let delivered = matches!(e, CallError::Failed { .. });
+                Err(ServiceError::Unavailable { reason: e.to_string(), outcome_unknown: delivered && proposes })
+            }
+        }
+    }
+
     fn lane(&self, addr: &str) -> mpsc::Sender<Job> {
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(lane) = lanes.get(addr) {

@@ -10,6 +10,9 @@
 //!
 //! Session expiry (`expiry`) and the lease table (`leases`) live here too: only the leader
 //! decides that a session expired, on its monotonic clock, and proposes the expiry as a command.
+//! So do waits: an acquire with `wait` joins the resource's replicated queue with one command,
+//! then stays open until the applied log says how its entry ended (`waits`); the leader's timer
+//! (`expiry`) proposes the `Tick` that ends waits at their deadline and lock-delays at their end.
 
 mod batching;
 mod cluster;
@@ -21,12 +24,13 @@ mod proposer;
 mod queries;
 mod read_index;
 mod request;
+mod waits;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lockio_core::{Applied, Command, DomainError, SessionId, UnixMillis};
+use lockio_core::{Applied, Command, DomainError, LockDelay, Mode, Resource, SessionId, UnixMillis, WaitEnd, WaitSecs};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -36,7 +40,8 @@ pub use expiry::run_sweeper;
 pub use members::{run_leader_watch, run_member_probes};
 pub use leases::{LeaseStatus, LeaseTable};
 pub use read_index::ReadBarrier;
-pub use request::{Listing, Query, Reply, Request, ServiceError, SessionView};
+pub use request::{Listing, LockRow, LockView, Query, Reply, Request, ServiceError, SessionView};
+pub use waits::Waits;
 
 use crate::events::EventLog;
 use crate::raft::state_machine::AppliedView;
@@ -92,6 +97,8 @@ struct Inner {
     /// What this node last heard from each other member (see `members`).
     members: Mutex<BTreeMap<NodeId, members::Seen>>,
     events: EventLog,
+    /// The long-poll acquires open on this node.
+    waits: Waits,
 }
 
 impl Service {
@@ -102,6 +109,7 @@ impl Service {
         peers: PeerClient,
         signals: Signals,
         events: EventLog,
+        waits: Waits,
     ) -> Service {
         let barrier = ReadBarrier::start(raft.clone(), config.request_timeout);
         let proposer = proposer::Proposer::start(raft.clone());
@@ -119,12 +127,17 @@ impl Service {
             leader: watch::channel(None).0,
             members: Mutex::new(BTreeMap::new()),
             events,
+            waits,
         };
         Service { inner: Arc::new(inner) }
     }
 
     pub fn events(&self) -> &EventLog {
         &self.inner.events
+    }
+
+    pub fn waits(&self) -> &Waits {
+        &self.inner.waits
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -147,9 +160,10 @@ impl Service {
         self.inner.leases.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Serves a request that needs the leader, from any node, within the request deadline.
+    /// Serves a request that needs the leader, from any node, within the request deadline
+    /// (extended by the time a wait may take).
     pub async fn handle(&self, request: Request) -> Result<Reply, ServiceError> {
-        let deadline = Instant::now() + self.inner.config.request_timeout;
+        let deadline = Instant::now() + self.inner.config.request_timeout + request.wait();
         let mut outcome_unknown = false;
         let mut reason = "no leader is known".to_string();
         let mut backoff = Duration::from_millis(10);
@@ -191,7 +205,7 @@ impl Service {
             Some((id, _)) if id == self.node_id() => {
                 // Answer a little before the forwarding node gives up, so it gets our answer.
                 let budget = Duration::from_millis(forwarded.budget_ms).saturating_sub(Duration::from_millis(50));
-                let deadline = Instant::now() + budget.min(self.inner.config.request_timeout);
+                let deadline = Instant::now() + budget.min(self.inner.config.request_timeout + forwarded.request.wait());
                 self.lead(forwarded.request, deadline).await
             }
             other => Err(ServiceError::NotLeader { leader: other.map(|(id, _)| id) }),
@@ -217,10 +231,21 @@ impl Service {
     async fn forward(&self, leader: NodeId, addr: &str, request: Request, deadline: Instant) -> Result<Reply, ServiceError> {
         let budget = deadline.saturating_duration_since(Instant::now());
         let proposes = proposes(&request);
+        let waits = !request.wait().is_zero();
         let forwarded = Forwarded { request, budget_ms: budget.as_millis() as u64 };
         let mut leader_changes = self.inner.leader.subscribe();
+        let answer = async {
+            if waits {
+                // A wait goes on a call of its own: in a batch it would hold up the others'
+                // answers, and dropping this call (the client went away) closes its connection,
+                // which the leader takes as the cancel.
+                self.inner.forwarder.forward_alone(addr, forwarded, proposes).await
+            } else {
+                self.inner.forwarder.forward(addr, forwarded, proposes).await
+            }
+        };
         tokio::select! {
-            answer = self.inner.forwarder.forward(addr, forwarded, proposes) => answer,
+            answer = answer => answer,
             // A leader that stalls (paused, partitioned) is replaced by an election; stop
             // waiting for it then instead of when the deadline runs out.
             _ = leader_changes.wait_for(|l| l.is_some_and(|l| l != leader)) => Err(ServiceError::Unavailable {
@@ -244,8 +269,13 @@ impl Service {
 
     async fn lead_unbounded(&self, request: Request) -> Result<Reply, ServiceError> {
         match request {
-            Request::CreateSession { session_id, client_id, timeout } => {
-                let command = Command::CreateSession { session_id, client_id: client_id.clone(), timeout, now: wall_now() };
+            Request::CreateSession { session_id, client_id, timeout, lock_delay } => {
+                let (client, now) = (client_id.clone(), wall_now());
+                let command = if lock_delay == LockDelay::NONE {
+                    Command::CreateSession { session_id, client_id: client, timeout, now }
+                } else {
+                    Command::CreateSessionWithLockDelay { session_id, client_id: client, timeout, lock_delay, now }
+                };
                 match self.propose_lock(command).await? {
                     Applied::SessionCreated { session_id, .. } => Ok(Reply::SessionCreated { session_id, client_id, timeout }),
                     other => Err(unexpected(other)),
@@ -258,10 +288,13 @@ impl Service {
                     other => Err(unexpected(other)),
                 }
             }
-            Request::Acquire { session_id, resource } => {
+            Request::Acquire { session_id, resource, mode, wait } => {
                 // A session past its deadline is as good as expired, even if the expiry is not
                 // applied yet: never grant it a lock.
                 self.refuse_if_overdue(session_id)?;
+                if wait != WaitSecs::NONE {
+                    return self.wait(session_id, resource, mode, wait).await;
+                }
                 // A try-lock that must fail changes nothing: answer it from a linearizable read
                 // (the read barrier) rather than a log write. It only looks likely to fail
                 // here; after the barrier the state is current and the answer exact.
@@ -272,7 +305,7 @@ impl Service {
                     }
                 }
                 match self.propose_lock(Command::Acquire { session_id, resource, now: wall_now() }).await? {
-                    Applied::Acquired { grant, fresh } => Ok(Reply::Acquired { grant, fresh }),
+                    Applied::Acquired { grant, fresh } => Ok(Reply::Acquired { grant, fresh, waited_ms: 0 }),
                     other => Err(unexpected(other)),
                 }
             }
@@ -319,8 +352,69 @@ impl Service {
         }
     }
 
-    fn acquire_refusal(&self, session_id: &SessionId, resource: &lockio_core::Resource) -> Option<DomainError> {
-        self.inner.view.read().replica.locks.acquire_refusal(session_id, resource)
+    fn acquire_refusal(&self, session_id: &SessionId, resource: &Resource) -> Option<DomainError> {
+        self.inner.view.read().replica.locks.acquire_refusal(session_id, resource, wall_now())
+    }
+
+    /// An acquire that may wait: joins the queue (or is granted at once) with one command, then
+    /// stays open until the applied log says how the entry ended, or this node stops leading
+    /// (the caller retries on the new leader, and the retry finds its place in the queue).
+    async fn wait(&self, session_id: SessionId, resource: Resource, mode: Mode, wait: WaitSecs) -> Result<Reply, ServiceError> {
+        // Registered before the command, so that an outcome applied right after it is not missed.
+        let mut registration = self.inner.waits.register(session_id, resource.clone());
+        let now = wall_now();
+        let deadline = now.saturating_add_millis(wait.millis());
+        let command = Command::Wait { session_id, resource: resource.clone(), mode, deadline, now };
+        let (applied, index) = self.propose_lock_at(command).await?;
+        match applied {
+            Applied::Acquired { grant, fresh } => return Ok(Reply::Acquired { grant, fresh, waited_ms: 0 }),
+            Applied::Queued { .. } => {}
+            other => return Err(unexpected(other)),
+        }
+        // From here on, a client that goes away cancels its wait, unless it asks again in time.
+        let service = self.clone();
+        let cancelled = resource.clone();
+        registration.on_drop(move || {
+            tokio::spawn(async move { service.cancel_abandoned(session_id, cancelled).await });
+        });
+        let mut leader = self.inner.leader.subscribe();
+        let me = self.node_id();
+        let deposed = async move {
+            let _ = leader.wait_for(|l| l.is_some_and(|l| l != me)).await;
+        };
+        let outcome = tokio::select! {
+            outcome = registration.outcome_after(index) => outcome,
+            () = deposed => {
+                registration.disarm();
+                return Err(ServiceError::NotLeader { leader: None });
+            }
+        };
+        registration.disarm();
+        match outcome {
+            waits::WaitResult::Granted { grant, waited_ms } => Ok(Reply::Acquired { grant, fresh: true, waited_ms }),
+            waits::WaitResult::Ended { reason: WaitEnd::SessionEnded, .. } => {
+                let applied = self.inner.view.read();
+                let refusal = applied.replica.locks.live_session(&session_id).err();
+                Err(ServiceError::Domain(refusal.unwrap_or(DomainError::SessionNotFound { session_id })))
+            }
+            waits::WaitResult::Ended { blocked_by, waited_ms, .. } => Err(ServiceError::WaitTimedOut { blocked_by, waited_ms }),
+        }
+    }
+
+    /// Cancels a wait whose request went away, unless the same request came back within the
+    /// grace period (a retry keeps the place). Only the leader proposes it.
+    async fn cancel_abandoned(&self, session_id: SessionId, resource: Resource) {
+        tokio::time::sleep(waits::CANCEL_GRACE).await;
+        if self.inner.waits.is_open(session_id, &resource) || self.leader_term().is_none() {
+            return;
+        }
+        let command = Command::CancelWait { session_id, resource, now: wall_now() };
+        match tokio::time::timeout(self.inner.config.request_timeout, self.propose_lock(command)).await {
+            Ok(Ok(_)) => tracing::debug!(%session_id, "abandoned wait cancelled"),
+            // Granted or gone meanwhile: the session asking again learns which.
+            Ok(Err(ServiceError::Domain(_))) => {}
+            other => tracing::debug!(?other, "abandoned wait not cancelled; its deadline ends it"),
+        }
     }
 
     fn refuse_if_overdue(&self, session_id: SessionId) -> Result<(), ServiceError> {
@@ -341,17 +435,23 @@ impl Service {
     /// Proposes a lock command (batched with concurrent ones) and returns what it did, or why it
     /// was refused.
     async fn propose_lock(&self, command: Command) -> Result<Applied, ServiceError> {
+        self.propose_lock_at(command).await.map(|(applied, _)| applied)
+    }
+
+    /// `propose_lock`, also returning the log index the command was applied at.
+    async fn propose_lock_at(&self, command: Command) -> Result<(Applied, u64), ServiceError> {
         let kind = command.name();
         let started = Instant::now();
         let result = self.inner.proposer.propose(command).await;
         let label = match &result {
-            Ok(Ok(_)) => "applied",
-            Ok(Err(_)) => "refused",
+            Ok((Ok(_), _)) => "applied",
+            Ok((Err(_), _)) => "refused",
             Err(ServiceError::NotLeader { .. }) => "not_leader",
             Err(_) => "failed",
         };
         crate::metrics::proposal(kind, label, started.elapsed());
-        result?.map_err(ServiceError::Domain)
+        let (outcome, index) = result?;
+        Ok((outcome.map_err(ServiceError::Domain)?, index))
     }
 
     /// Appends a command of its own to the log and waits until it is applied here.

@@ -21,7 +21,8 @@ const IN_FLIGHT: usize = 2;
 /// The most commands in one entry.
 const MAX_BATCH: usize = 512;
 
-type Reply = oneshot::Sender<Result<Outcome, ServiceError>>;
+/// A command's outcome and the log index of the entry it was applied in.
+type Reply = oneshot::Sender<Result<(Outcome, u64), ServiceError>>;
 
 /// A handle on the proposing task.
 #[derive(Clone)]
@@ -40,12 +41,12 @@ impl Proposer {
                 let count = commands.len();
                 crate::metrics::proposal_batch(count);
                 match write(&raft, commands).await {
-                    Ok(outcomes) if outcomes.len() == count => {
+                    Ok((outcomes, index)) if outcomes.len() == count => {
                         for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                            let _ = reply.send(Ok(outcome));
+                            let _ = reply.send(Ok((outcome, index)));
                         }
                     }
-                    Ok(outcomes) => {
+                    Ok((outcomes, _)) => {
                         tracing::error!(count, got = outcomes.len(), "a batch applied with the wrong number of outcomes");
                         for reply in replies {
                             let _ = reply.send(Err(ServiceError::Internal));
@@ -62,8 +63,9 @@ impl Proposer {
         Proposer { queue }
     }
 
-    /// Proposes `command` in the next batch and returns its outcome once applied here.
-    pub async fn propose(&self, command: Command) -> Result<Outcome, ServiceError> {
+    /// Proposes `command` in the next batch and returns its outcome, and the log index it was
+    /// applied at, once applied here.
+    pub async fn propose(&self, command: Command) -> Result<(Outcome, u64), ServiceError> {
         let (tx, rx) = oneshot::channel();
         let stopped = || ServiceError::Unavailable { reason: "node is shutting down".into(), outcome_unknown: false };
         self.queue.send((command, tx)).await.map_err(|_| stopped())?;
@@ -73,10 +75,10 @@ impl Proposer {
 }
 
 /// Appends one entry with `commands` and waits until it is committed and applied here.
-async fn write(raft: &Raft, commands: Vec<Command>) -> Result<Vec<Outcome>, ServiceError> {
+async fn write(raft: &Raft, commands: Vec<Command>) -> Result<(Vec<Outcome>, u64), ServiceError> {
     match raft.client_write(LogCommand::Lock(commands)).await {
         Ok(response) => match response.data {
-            LogOutcome::Lock(outcomes) => Ok(outcomes),
+            LogOutcome::Lock(outcomes) => Ok((outcomes, response.log_id.index)),
             LogOutcome::Done => {
                 tracing::error!("a lock entry applied without lock outcomes");
                 Err(ServiceError::Internal)

@@ -2,11 +2,11 @@
 //! lease table, which knows of keepalives the log does not carry; elsewhere they come from the
 //! log alone.
 
-use lockio_core::{DomainError, Grant, Resource, Session, SessionId, SessionStatus};
+use lockio_core::{ClientId, DomainError, Grant, LockState, Resource, Session, SessionId, SessionStatus};
 use tokio::time::Instant;
 
 use super::leases::LeaseStatus;
-use super::request::{Listing, LockRow};
+use super::request::{Listing, LockRow, LockView};
 use super::{wall_now, Query, Reply, Service, ServiceError, SessionView};
 
 fn matches(filter: &Option<String>, fields: &[&str]) -> bool {
@@ -26,8 +26,10 @@ impl Service {
         match query {
             Query::Stats => Ok(Reply::Stats(locks.stats())),
             Query::Lock(resource) => {
-                let grant = locks.lock(&resource).map(|l| grant(&resource, l));
-                Ok(Reply::Lock { resource, grant })
+                let holder = holder(locks, &resource);
+                let waiters = locks.queue(&resource).map(|w| (*w, client_of(locks, &w.session_id))).collect();
+                let delayed_until = locks.delayed_until(&resource);
+                Ok(Reply::Lock(LockView { resource, holder, waiters, delayed_until }))
             }
             Query::SessionLocks(session_id) => {
                 let session = locks.session(&session_id).ok_or(not_found(session_id))?;
@@ -48,36 +50,37 @@ impl Service {
                 let total = (stats.active_sessions + stats.expired_sessions) as usize;
                 Ok(Reply::Sessions { total, matched: kept.len(), rows })
             }
-            Query::Locks(Listing { filter: None, limit }) => {
-                // No filter: the first rows are the answer, without a pass over every lock.
-                let rows = locks
-                    .locks()
-                    .take(limit)
-                    .filter_map(|(resource, lock)| {
-                        let client_id = locks.session(&lock.holder)?.client_id.clone();
-                        Some(LockRow { grant: grant(resource, lock), client_id })
-                    })
-                    .collect();
-                let total = locks.stats().total_locks as usize;
-                Ok(Reply::Locks { total, matched: total, rows })
-            }
             Query::Locks(Listing { filter, limit }) => {
+                // Held locks by name, then the free resources under lock-delay by name.
+                let held = locks.locks().map(|(resource, _)| resource);
+                let delayed = locks.delays().map(|(resource, _)| resource);
+                let total = locks.stats().total_locks as usize + locks.delays().count();
+                let row = |resource: &Resource| LockRow {
+                    resource: resource.clone(),
+                    holder: holder(locks, resource),
+                    queue_length: locks.queue_len(resource) as u64,
+                    delayed_until: locks.delayed_until(resource),
+                };
+                if filter.is_none() {
+                    // No filter: the first rows are the answer, without a pass over every lock.
+                    let rows = held.chain(delayed).take(limit).map(row).collect();
+                    return Ok(Reply::Locks { total, matched: total, rows });
+                }
                 let mut matched = 0;
                 let mut rows = Vec::new();
-                for (resource, lock) in locks.locks() {
-                    let client = locks.session(&lock.holder).map(|s| s.client_id.clone());
-                    let client_str = client.as_ref().map(|c| c.as_str()).unwrap_or("");
-                    if !matches(&filter, &[resource.as_str(), &lock.holder.to_string(), client_str]) {
+                for resource in held.chain(delayed) {
+                    let holder = locks.lock(resource).map(|l| l.holder);
+                    let holder_id = holder.map(|h| h.to_string()).unwrap_or_default();
+                    let client = holder.and_then(|h| locks.session(&h)).map(|s| s.client_id.as_str()).unwrap_or("");
+                    if !matches(&filter, &[resource.as_str(), &holder_id, client]) {
                         continue;
                     }
                     matched += 1;
                     if rows.len() < limit {
-                        if let Some(client_id) = client {
-                            rows.push(LockRow { grant: grant(resource, lock), client_id });
-                        }
+                        rows.push(row(resource));
                     }
                 }
-                Ok(Reply::Locks { total: locks.stats().total_locks as usize, matched, rows })
+                Ok(Reply::Locks { total, matched, rows })
             }
         }
     }
@@ -91,6 +94,8 @@ impl Service {
             created_at: session.created_at,
             last_keepalive: session.last_keepalive,
             locks_held: session.locks.iter().cloned().collect(),
+            waiting_for: session.waiting.iter().cloned().collect(),
+            lock_delay: session.lock_delay,
             expired_at: None,
             expires_in_ms: 0,
         };
@@ -117,8 +122,16 @@ impl Service {
     }
 }
 
-fn grant(resource: &Resource, lock: &lockio_core::Lock) -> Grant {
-    Grant { resource: resource.clone(), session_id: lock.holder, fence_token: lock.fence_token, acquired_at: lock.acquired_at }
+/// The holder of `resource`, with its client, if it is held.
+fn holder(locks: &LockState, resource: &Resource) -> Option<(Grant, ClientId)> {
+    let lock = locks.lock(resource)?;
+    let grant = Grant { resource: resource.clone(), session_id: lock.holder, fence_token: lock.fence_token, acquired_at: lock.acquired_at };
+    Some((grant, client_of(locks, &lock.holder)))
+}
+
+/// A session's client; holders and waiters are live sessions, so the fallback is never shown.
+fn client_of(locks: &LockState, session_id: &SessionId) -> ClientId {
+    locks.session(session_id).map(|s| s.client_id.clone()).unwrap_or_else(|| ClientId::new("unknown").expect("valid literal"))
 }
 
 fn not_found(session_id: SessionId) -> ServiceError {

@@ -5,7 +5,9 @@
 //! They are also what a follower forwards to the leader over the transport (postcard), so a
 //! follower relays the leader's answer unchanged.
 
-use lockio_core::{ClientId, DomainError, FenceToken, Grant, Resource, SessionId, Stats, Timeout, UnixMillis};
+use lockio_core::{
+    ClientId, DomainError, FenceToken, Grant, LockDelay, Mode, Resource, SessionId, Stats, Timeout, UnixMillis, WaitSecs, Waiter,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::raft::NodeId;
@@ -15,10 +17,11 @@ use crate::raft::NodeId;
 pub enum Request {
     /// `session_id` is minted by the node that took the HTTP request, so a retry (even on a
     /// new leader) asks for the same session instead of a second one.
-    CreateSession { session_id: SessionId, client_id: ClientId, timeout: Timeout },
+    CreateSession { session_id: SessionId, client_id: ClientId, timeout: Timeout, lock_delay: LockDelay },
     Keepalive { session_id: SessionId },
     DeleteSession { session_id: SessionId },
-    Acquire { session_id: SessionId, resource: Resource },
+    /// A try-lock (`wait` 0) or a wait of up to `wait` in the resource's queue.
+    Acquire { session_id: SessionId, resource: Resource, mode: Mode, wait: WaitSecs },
     Release { session_id: SessionId, resource: Resource, fence_token: FenceToken },
     Cleanup,
     /// A node telling the cluster where its HTTP API is.
@@ -37,6 +40,14 @@ impl Request {
             | Request::AdvertiseHttp { .. }
             | Request::Read(_) => true,
             Request::DeleteSession { .. } | Request::Release { .. } | Request::Cleanup => false,
+        }
+    }
+
+    /// How long the request may wait in a queue on top of the request deadline.
+    pub fn wait(&self) -> std::time::Duration {
+        match self {
+            Request::Acquire { wait, .. } => std::time::Duration::from_millis(wait.millis()),
+            _ => std::time::Duration::ZERO,
         }
     }
 }
@@ -68,11 +79,24 @@ impl Listing {
     pub const MAX_LIMIT: usize = 1000;
 }
 
-/// A held lock with its holder's client, as listings show it.
+/// A resource as listings show it: held (with its holder's client) or free under lock-delay,
+/// with the length of its queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockRow {
-    pub grant: Grant,
-    pub client_id: ClientId,
+    pub resource: Resource,
+    pub holder: Option<(Grant, ClientId)>,
+    pub queue_length: u64,
+    pub delayed_until: Option<UnixMillis>,
+}
+
+/// One resource in full: its holder, its queue (head first, with each waiter's client) and its
+/// lock-delay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockView {
+    pub resource: Resource,
+    pub holder: Option<(Grant, ClientId)>,
+    pub waiters: Vec<(Waiter, ClientId)>,
+    pub delayed_until: Option<UnixMillis>,
 }
 
 /// A session as a client sees it.
@@ -84,6 +108,9 @@ pub struct SessionView {
     pub created_at: UnixMillis,
     pub last_keepalive: UnixMillis,
     pub locks_held: Vec<Resource>,
+    /// The resources whose queues it is in.
+    pub waiting_for: Vec<Resource>,
+    pub lock_delay: LockDelay,
     /// Set once the session expired.
     pub expired_at: Option<UnixMillis>,
     /// Milliseconds until the session expires without a keepalive (0 once expired).
@@ -96,14 +123,15 @@ pub enum Reply {
     SessionCreated { session_id: SessionId, client_id: ClientId, timeout: Timeout },
     KeptAlive { session_id: SessionId, timeout: Timeout, expires_in_ms: u64 },
     SessionDeleted { session_id: SessionId },
-    /// `fresh`: a new grant (201) rather than the one the session already had (200).
-    Acquired { grant: Grant, fresh: bool },
+    /// `fresh`: a new grant (201) rather than the one the session already had (200);
+    /// `waited_ms`: how long it waited in the queue.
+    Acquired { grant: Grant, fresh: bool, waited_ms: u64 },
     Released { grant: Grant },
     CleanedUp { removed: u64 },
     Advertised,
     Session(SessionView),
     SessionLocks(Vec<Resource>),
-    Lock { resource: Resource, grant: Option<Grant> },
+    Lock(LockView),
     Stats(Stats),
     /// `total`: all rows; `matched`: rows the filter kept (before the limit).
     Sessions { total: usize, matched: usize, rows: Vec<SessionView> },
@@ -116,6 +144,10 @@ pub enum ServiceError {
     /// The lock state refused it (unknown session, lock held, ...).
     #[error("refused: {0:?}")]
     Domain(DomainError),
+    /// A wait reached its deadline; `blocked_by` is what held the resource then (`None`: it
+    /// had just become free).
+    #[error("wait timed out")]
+    WaitTimedOut { blocked_by: Option<DomainError>, waited_ms: u64 },
     /// No leader could answer in time. `outcome_unknown`: the request may still take effect.
     #[error("unavailable: {reason}")]
     Unavailable { reason: String, outcome_unknown: bool },

@@ -216,7 +216,7 @@ async fn session_lifecycle() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let k = call("POST", &format!("{base}/sessions/{id}/keepalive"), None).await;
     assert_ok(&k, 200);
-    assert_eq!(k.body, json!({"session_id": id, "success": true, "timeout": 100, "expires_in": 100.0}));
+    assert_eq!(k.body, json!({"session_id": id, "success": true, "updated": true, "timeout": 100, "expires_in": 100.0}));
     let s2 = call("GET", &format!("{base}/sessions/{id}"), None).await;
     assert!(s2.body["last_keepalive"].as_f64().unwrap() > last, "keepalive moved last_keepalive: {}", s2.text);
     assert_eq!(s2.body["created_at"], s.body["created_at"]);
@@ -237,7 +237,7 @@ async fn session_lifecycle() {
     assert_eq!(d.body, json!({"deleted": true, "session_id": id}));
     for res in ["resource-1", "resource-2"] {
         let lock = call("GET", &format!("{base}/admin/locks/{res}"), None).await;
-        assert_eq!(lock.body, json!({"locked": false, "resource": res}), "deleting the session released {res}");
+        assert_eq!(lock.body, free_lock(res), "deleting the session released {res}");
     }
     // Afterwards, every route of that session answers 404 SESSION_NOT_FOUND naming it.
     let gone = [
@@ -270,7 +270,7 @@ async fn locks_acquire_release_and_fence_tokens() {
     // New grant: 201; again by the same session: 200 with the same token.
     let r = call("POST", &acquire(&a, "resource-1"), None).await;
     assert_ok(&r, 201);
-    let grant = json!({"acquired": true, "fence_token": 1, "resource": "resource-1", "session_id": a});
+    let grant = json!({"acquired": true, "fence_token": 1, "resource": "resource-1", "session_id": a, "waited": 0.0});
     assert_eq!(r.body, grant);
     let again = call("POST", &acquire(&a, "resource-1"), None).await;
     assert_ok(&again, 200);
@@ -291,7 +291,15 @@ async fn locks_acquire_release_and_fence_tokens() {
     assert_recent_float(&lock.body["acquired_at"], "acquired_at");
     let mut without_time = lock.body.clone();
     without_time.as_object_mut().unwrap().remove("acquired_at");
-    assert_eq!(without_time, json!({"fence_token": 1, "locked": true, "resource": "resource-1", "session_id": a}));
+    without_time["holders"][0].as_object_mut().unwrap().remove("acquired_at");
+    assert_eq!(
+        without_time,
+        json!({
+            "fence_token": 1, "locked": true, "resource": "resource-1", "session_id": a, "client_id": "alpha",
+            "mode": "exclusive", "queue_length": 0, "waiters": [],
+            "holders": [{"session_id": a, "client_id": "alpha", "fence_token": 1, "value": null}],
+        })
+    );
     assert_eq!(call("GET", &format!("{base}/admin/locks/resource-1?stale=true"), None).await.body, lock.body);
     assert_eq!(call("GET", &format!("{base}/sessions/{a}/locks"), None).await.body, json!({"locks": ["resource-1"], "total_locks": 1}));
     assert_eq!(call("GET", &format!("{base}/sessions/{b}/locks"), None).await.body, json!({"locks": [], "total_locks": 0}));
@@ -316,11 +324,11 @@ async fn locks_acquire_release_and_fence_tokens() {
     assert_error(&call("DELETE", &acquire(&a, "resource-1"), Some(json!({"fence_token": 1}))).await, 404, "LOCK_NOT_HELD");
     assert_eq!(
         call("GET", &format!("{base}/admin/locks/resource-1"), None).await.body,
-        json!({"locked": false, "resource": "resource-1"})
+        free_lock("resource-1")
     );
     assert_eq!(
         call("GET", &format!("{base}/admin/locks/never-locked"), None).await.body,
-        json!({"locked": false, "resource": "never-locked"})
+        free_lock("never-locked")
     );
 
     // Release with ?fence_token=N, and fence tokens strictly increase across releases.
@@ -511,4 +519,9 @@ async fn protocol_errors_are_json() {
 
     // Nothing above created a session but the 64 KiB one.
     assert_eq!(call("GET", &format!("{base}/admin/stats"), None).await.body["total_sessions"], 1);
+}
+
+/// `GET /admin/locks/{resource}` of a resource nobody holds or waits for.
+fn free_lock(resource: &str) -> Value {
+    json!({"locked": false, "resource": resource, "holders": [], "waiters": [], "queue_length": 0})
 }

@@ -1,7 +1,8 @@
 //! The client commands of `lockio` against a real cluster: every command's output for people
-//! and for programs, one-line errors, and `lockio exec` — mutual exclusion between concurrent
-//! runs, riding out a leader kill, losing the lock while stopped, signals and exit statuses,
-//! and nothing CMD started outliving the lock.
+//! and for programs, one-line errors, waiting in a lock's queue (`lock acquire --wait`), and
+//! `lockio exec` — mutual exclusion between concurrent runs, runs taking turns in arrival order,
+//! riding out a leader kill, losing the lock while stopped, signals and exit statuses, and
+//! nothing CMD started outliving the lock.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -79,7 +80,8 @@ async fn every_command_prints_for_people_and_for_programs() {
         ("lock acquire {B} res-1", Expect::Err("lockio: res-1 is held by client alice since ")),
         ("lock acquire {B} res-1", Expect::Err(" with fence token 1")),
         ("lock status res-1 --json", Expect::Json(json!({"locked": true, "client_id": "alice", "session_id": "{A}", "fence_token": 1, "acquired_at": "*"}))),
-        ("lock status res-1", Expect::Out("client_id    alice\n")),
+        ("lock status res-1", Expect::Out("client_id     alice\n")),
+        ("lock status res-1", Expect::Out("queue_length  0\n")),
         ("lock status free-one --json", Expect::Json(json!({"locked": false, "resource": "free-one"}))),
         ("session get {A}", Expect::Out("locks_held          res-1\n")),
         ("session get {A} --json", Expect::Json(json!({"client_id": "alice", "timeout": 30, "is_expired": false, "locks_held": ["res-1"]}))),
@@ -331,11 +333,12 @@ async fn exec_gives_up_when_the_lock_stays_held_past_wait() {
     let (code, _, err) = run(&ep, &["exec", "shared", "--wait", "1.5", "--", "touch", ran.to_str().unwrap()]).await;
     let waited = started.elapsed();
     assert_eq!(code, 1, "{err}");
-    let expected = format!(" with fence token {}", guard.fence_token());
+    // The queue counts whole seconds: 1.5 s is a wait of 2.
+    let expected = format!(" with fence token {}; gave up after waiting 2.", guard.fence_token());
     let line = one_line(&err);
-    assert!(line.starts_with("lockio: shared is held by client holder-7 since ") && line.ends_with(&expected), "{line}");
+    assert!(line.starts_with("lockio: shared is held by client holder-7 since ") && line.contains(&expected), "{line}");
     assert!(!ran.exists(), "CMD must not run without the lock");
-    assert!(waited >= Duration::from_millis(1500) && waited < Duration::from_secs(6), "waited {waited:?}");
+    assert!(waited >= Duration::from_secs(2) && waited < Duration::from_secs(7), "waited {waited:?}");
     // The waiting run's session is gone.
     assert_eq!(client.stats().await.unwrap().active_sessions, 1);
 }
@@ -399,4 +402,117 @@ async fn what_cmd_starts_in_the_background_is_stopped_before_the_lock_goes() {
         assert!(!running(background), "{then}: the background `sleep` (pid {background}) outlived lockio exec: {err}");
         assert!(client.lock_status("shared").await.unwrap().holder.is_none(), "{then}: released");
     }
+}
+
+/// `lockio lock status RESOURCE --json`, once it parses.
+async fn lock_status_json(endpoints: &str, resource: &str) -> Option<Value> {
+    let (code, out, _) = run(endpoints, &["lock", "status", resource, "--json"]).await;
+    if code != 0 {
+        return None;
+    }
+    serde_json::from_str(&out).ok()
+}
+
+/// The client ids in `resource`'s queue, in order, as `lockio lock status --json` lists them.
+async fn queue_becomes(endpoints: &str, resource: &str, clients: &[&str]) -> Value {
+    eventually(Duration::from_secs(20), &format!("the queue of {resource} is {clients:?}"), || async {
+        let status = lock_status_json(endpoints, resource).await?;
+        let queue: Vec<&str> = status["waiters"].as_array()?.iter().filter_map(|w| w["client_id"].as_str()).collect();
+        (queue == clients && status["queue_length"] == clients.len()).then_some(status.clone())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_acquire_waits_in_the_queue() {
+    let cluster = Cluster::start(3).await;
+    let ep = endpoints(&cluster);
+    let (code, alice, err) = run(&ep, &["session", "create", "-q", "--client-id", "alice"]).await;
+    assert_eq!(code, 0, "{err}");
+    let alice = alice.trim().to_string();
+    let (code, bob, err) = run(&ep, &["session", "create", "--json", "--client-id", "bob", "--lock-delay", "5"]).await;
+    assert_eq!(code, 0, "{err}");
+    let bob: Value = serde_json::from_str(&bob).unwrap();
+    assert!(json_has(&bob, &json!({"client_id": "bob", "lock_delay": 5})), "{bob}");
+    let bob = bob["session_id"].as_str().unwrap().to_string();
+    let (code, out, err) = run(&ep, &["lock", "acquire", &alice, "res"]).await;
+    assert_eq!((code, out.as_str()), (0, "acquired res with fence token 1\n"), "{err}");
+
+    // A wait that runs out: one line, exit 1, after the wait.
+    let started = Instant::now();
+    let (code, _, err) = run(&ep, &["lock", "acquire", "--wait", "1", &bob, "res"]).await;
+    assert_eq!(code, 1, "{err}");
+    let line = one_line(&err);
+    assert!(line.starts_with("lockio: res is held by client alice since ") && line.contains(" with fence token 1; gave up after waiting "), "{line}");
+    assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
+
+    // A wait that is granted when alice releases.
+    let waiting = lockio(&ep, &["lock", "acquire", "--wait", "60", &bob, "res"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let status = queue_becomes(&ep, "res", &["bob"]).await;
+    assert!(json_has(&status, &json!({"locked": true, "client_id": "alice", "session_id": alice, "fence_token": 1, "queue_length": 1})), "{status}");
+    assert!(json_has(&status["waiters"][0], &json!({"session_id": bob, "since": "*", "deadline": "*"})), "{status}");
+    let (_, out, _) = run(&ep, &["lock", "status", "res"]).await;
+    assert!(out.contains("queue_length  1\n"), "{out}");
+    let row = out.lines().find(|l| l.starts_with("1  ")).unwrap_or_else(|| panic!("a row for the first waiter in\n{out}"));
+    assert!(row.contains(" bob ") && row.contains(&bob), "{out}");
+    let (_, out, _) = run(&ep, &["session", "get", &bob, "--json"]).await;
+    let info: Value = serde_json::from_str(&out).unwrap();
+    assert!(json_has(&info, &json!({"waiting_for": ["res"], "lock_delay": 5, "locks_held": []})), "{info}");
+    let (_, out, _) = run(&ep, &["session", "get", &bob]).await;
+    let line_of = |key: &str| out.lines().find(|l| l.split_whitespace().next() == Some(key)).map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "));
+    assert_eq!((line_of("waiting_for"), line_of("lock_delay")), (Some("res".to_string()), Some("5s".to_string())), "{out}");
+
+    let (code, _, err) = run(&ep, &["lock", "release", &alice, "res", "--fence-token", "1"]).await;
+    assert_eq!(code, 0, "{err}");
+    let out = tokio::time::timeout(Duration::from_secs(10), waiting.wait_with_output()).await.expect("granted on release").unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!((out.status.code(), stdout.as_ref()), (Some(0), "acquired res with fence token 2\n"), "{stderr}");
+    let status = lock_status_json(&ep, "res").await.unwrap();
+    assert!(json_has(&status, &json!({"locked": true, "session_id": bob, "fence_token": 2, "queue_length": 0, "waiters": []})), "{status}");
+    let (code, _, err) = run(&ep, &["lock", "acquire", "--wait", "301", &bob, "res"]).await;
+    assert_eq!(code, 2, "a wait past the cluster's limit does not parse: {err}");
+}
+
+/// A CMD for `exec_sh` that appends `start NAME NANOS TOKEN` to `file`, works a second, and
+/// appends `end NAME NANOS` (NANOS: the time in nanoseconds, as `date` prints it).
+fn timed_work(file: &Path, name: &str) -> String {
+    let f = file.display();
+    format!(r#"echo "start {name} $(date +%s%N) $LOCKIO_FENCE_TOKEN" >> {f}; sleep 1; echo "end {name} $(date +%s%N)" >> {f}"#)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_execs_waiting_take_turns_in_arrival_order() {
+    let cluster = Cluster::start(3).await;
+    let ep = endpoints(&cluster);
+    let client = cluster.client();
+    let holder = client.open_session("holder", Duration::from_secs(30)).await.unwrap();
+    let guard = holder.lock("shared").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("markers");
+
+    // Both runs queue behind the holder, first "one", then "two" (each seen queued first).
+    let one = exec_sh(&ep, &["--wait", "60", "--client-id", "exec-one"], &timed_work(&file, "one"));
+    queue_becomes(&ep, "shared", &["exec-one"]).await;
+    let two = exec_sh(&ep, &["--wait", "60", "--client-id", "exec-two"], &timed_work(&file, "two"));
+    queue_becomes(&ep, "shared", &["exec-one", "exec-two"]).await;
+    assert!(!file.exists(), "nobody runs while the holder has the lock");
+    let held = guard.fence_token().0;
+    guard.release().await.unwrap();
+
+    let (code, err) = finish(one, Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = finish(two, Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    let shape: Vec<(&str, &str)> = lines.iter().map(|l| (l[0], l[1])).collect();
+    assert_eq!(shape, [("start", "one"), ("end", "one"), ("start", "two"), ("end", "two")], "in arrival order, one at a time:\n{text}");
+    let nanos = |line: &[&str]| line[2].parse::<u128>().unwrap();
+    assert!(nanos(&lines[2]) >= nanos(&lines[1]), "two started only after one ended:\n{text}");
+    let token = |line: &[&str]| line[3].parse::<u64>().unwrap();
+    assert!(token(&lines[0]) > held && token(&lines[2]) > token(&lines[0]), "tokens increase:\n{text}");
+    let (_, out, _) = run(&ep, &["stats", "--json"]).await;
+    let stats: Value = serde_json::from_str(&out).unwrap();
+    assert!(json_has(&stats, &json!({"active_sessions": 1, "total_locks": 0})), "both runs cleaned up: {stats}");
+    holder.close().await.unwrap();
 }

@@ -1,13 +1,27 @@
 //! The dashboard in a real headless Chromium against a real 3-node cluster: it loads without
 //! JavaScript errors, shows the members and the one leader, shows a lock taken through the API
-//! in its table and its event log, and follows a failover without a reload.
+//! in its table and its event log, a client waiting for it (queue length, the lock's queue, the
+//! waiter count, the events of the wait and of the hand-off), a lock under lock-delay after its
+//! holder's session expired, and follows a failover without a reload.
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::support::browser::Browser;
-use crate::support::{acquire, create_session, Cluster};
+use crate::support::{acquire, call, create_session, Cluster};
 
 const MEMBERS: &str = "return document.querySelectorAll('#members .member').length";
+
+/// The locks table's row of `resource` (a JavaScript expression; `null` if it is not shown).
+fn lock_row(resource: &str) -> String {
+    format!("document.querySelector('#locks tr.lock[data-resource=\"{resource}\"]')")
+}
+
+/// The open queue under the row of `resource` (a JavaScript expression).
+fn lock_detail(resource: &str) -> String {
+    format!("document.querySelector('#locks tr.detail[data-detail=\"{resource}\"]')")
+}
 
 fn leader_is(id: u64) -> String {
     format!(
@@ -31,6 +45,13 @@ async fn the_dashboard_shows_the_cluster_its_locks_and_a_failover() {
         assert!(links.to_string().contains(&cluster.base(id)), "no link to node {id}'s dashboard in {links}");
     }
 
+    // A session that expires holding a lock, with a lock-delay: created first, so that its 5 s
+    // timeout runs out while the queue is tested; the lock is then delayed for 10 s.
+    let doomed = call("POST", &cluster.url(leader, "/sessions"), Some(json!({"client_id": "delayed-client", "timeout": 5, "lock_delay": 10}))).await;
+    assert_eq!(doomed.status, 201, "{}", doomed.text);
+    let doomed_grant = acquire(&cluster.base(leader), &doomed.str("session_id"), "delayed-resource").await;
+    assert_eq!(doomed_grant.status, 201, "{}", doomed_grant.text);
+
     let session = create_session(&cluster.base(leader), "dashboard-client", 60).await;
     let grant = acquire(&cluster.base(served_by), &session, "dashboard-resource").await;
     assert_eq!(grant.status, 201);
@@ -40,7 +61,7 @@ async fn the_dashboard_shows_the_cluster_its_locks_and_a_failover() {
             Duration::from_secs(10),
             "the lock in the locks table",
             &format!(
-                "return [...document.querySelectorAll('#locks tbody tr')].some(r => \
+                "return [...document.querySelectorAll('#locks tbody tr.lock')].some(r => \
                    r.textContent.includes('dashboard-resource') && r.textContent.includes('dashboard-client') \
                    && r.cells[3].textContent === '{token}')"
             ),
@@ -58,11 +79,103 @@ async fn the_dashboard_shows_the_cluster_its_locks_and_a_failover() {
         .wait_for(Duration::from_secs(10), "the session in the sessions table", "return document.querySelector('#sessions tbody').textContent.includes('dashboard-client')")
         .await;
 
+    // A second session waits for the lock (a long-poll through a follower): the row shows its
+    // queue length, the stats the waiter, the lock's queue (opened by a click) the waiting
+    // client, and the event log the wait.
+    let waiter = create_session(&cluster.base(leader), "dashboard-waiter", 60).await;
+    let wait_url = cluster.url(served_by, &format!("/sessions/{waiter}/locks/dashboard-resource"));
+    let waiting = tokio::spawn(async move { call("POST", &wait_url, Some(json!({"wait": 30}))).await });
+    let row = lock_row("dashboard-resource");
+    let detail = lock_detail("dashboard-resource");
+    browser
+        .wait_for(Duration::from_secs(10), "queue length 1 in the lock's row", &format!("const r = {row}; return r !== null && r.querySelector('td.queue').textContent === '1'"))
+        .await;
+    browser.wait_for(Duration::from_secs(5), "one waiter in the stats", "return document.getElementById('stat-waiters').textContent === '1'").await;
+    browser.eval(&format!("{row}.click(); return true")).await;
+    browser
+        .wait_for(
+            Duration::from_secs(10),
+            "the waiter in the lock's queue",
+            &format!(
+                "const d = {detail}; if (d === null) return false; \
+                 const w = d.querySelectorAll('table.waiters tbody tr'); \
+                 return d.textContent.includes('held by client dashboard-client') && w.length === 1 \
+                   && w[0].dataset.session === '{waiter}' && w[0].cells[1].textContent === 'dashboard-waiter'"
+            ),
+        )
+        .await;
+    browser
+        .wait_for(
+            Duration::from_secs(10),
+            "the wait in the event log",
+            "return [...document.querySelectorAll('#events li[data-type=lock_waiting]')].some(li => \
+               li.textContent.includes('client dashboard-waiter waits for dashboard-resource (place 1, until'))",
+        )
+        .await;
+    browser
+        .wait_for(Duration::from_secs(5), "the wait in the sessions table", "return document.querySelector('#sessions tbody').textContent.includes('waiting for dashboard-resource')")
+        .await;
+
+    // The holder releases: the lock goes to the waiter, and the page shows the hand-off.
+    let release_url = cluster.url(leader, &format!("/sessions/{session}/locks/dashboard-resource"));
+    let released = call("DELETE", &release_url, Some(json!({"fence_token": token}))).await;
+    assert_eq!(released.status, 200, "{}", released.text);
+    let handed = waiting.await.unwrap();
+    assert_eq!(handed.status, 201, "{}", handed.text);
+    let handed_token = handed.body["fence_token"].as_u64().unwrap();
+    assert!(handed_token > token, "{}", handed.text);
+    browser
+        .wait_for(
+            Duration::from_secs(10),
+            "the hand-off in the event log",
+            "return [...document.querySelectorAll('#events li[data-type=lock_acquired][data-queued=true]')].some(li => \
+               li.textContent.includes('dashboard-resource handed to client dashboard-waiter after waiting'))",
+        )
+        .await;
+    browser
+        .wait_for(
+            Duration::from_secs(10),
+            "the new holder, an empty queue and the open queue refreshed",
+            &format!(
+                "const r = {row}, d = {detail}; \
+                 return r !== null && d !== null && r.cells[1].textContent === 'dashboard-waiter' \
+                   && r.cells[3].textContent === '{handed_token}' && r.querySelector('td.queue').textContent === '0' \
+                   && d.textContent.includes('no one is waiting')"
+            ),
+        )
+        .await;
+
+    // A wait that runs out: the event says why and for how long.
+    let gave_up = call("POST", &cluster.url(served_by, &format!("/sessions/{session}/locks/dashboard-resource")), Some(json!({"wait": 1}))).await;
+    assert_eq!(gave_up.status, 409, "{}", gave_up.text);
+    browser
+        .wait_for(
+            Duration::from_secs(10),
+            "the timed-out wait in the event log",
+            "return [...document.querySelectorAll('#events li[data-type=lock_wait_ended][data-reason=timeout]')].some(li => \
+               li.textContent.includes('client dashboard-client stopped waiting for dashboard-resource: timed out after'))",
+        )
+        .await;
+
+    // The session that stopped sending keepalives expired: its lock is free but delayed.
+    browser
+        .wait_for(
+            Duration::from_secs(15),
+            "the expired session's lock shown as delayed",
+            &format!(
+                "const r = {}; \
+                 return r !== null && r.classList.contains('delayed') && r.cells[1].textContent.includes('lock-delay') \
+                   && r.querySelector('td.delay').textContent.startsWith('delayed for')",
+                lock_row("delayed-resource")
+            ),
+        )
+        .await;
+
     // The filter box narrows the tables.
     browser.eval("const f = document.getElementById('filter'); f.value = 'no-such-thing'; f.dispatchEvent(new Event('input')); return true").await;
     browser.wait_for(Duration::from_secs(5), "the filter empties the locks table", "return document.querySelectorAll('#locks tbody tr').length === 0").await;
     browser.eval("const f = document.getElementById('filter'); f.value = 'dashboard'; f.dispatchEvent(new Event('input')); return true").await;
-    browser.wait_for(Duration::from_secs(5), "the filter finds the lock", "return document.querySelectorAll('#locks tbody tr').length === 1").await;
+    browser.wait_for(Duration::from_secs(5), "the filter finds the lock", "return document.querySelectorAll('#locks tbody tr.lock').length === 1").await;
 
     // Kill the leader: the page, without a reload, shows the new leader and the dead node.
     let killed_at = Instant::now();

@@ -14,3 +14,4 @@ mod observability;
 mod readme;
 mod serve;
 mod validation;
+mod waiting;

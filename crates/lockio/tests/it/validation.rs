@@ -99,7 +99,27 @@ fn check(row: &Row, r: &Resp) -> Vec<String> {
             wrong.push(format!("{key} {} (want {value})", r.body[*key]));
         }
     }
+    // coordination.md: every error of acquire says `"acquired": false`, of release
+    // `"released": false`, of a session delete `"deleted": false`.
+    if let Some(flag) = outcome_flag(row) {
+        if r.body[flag] != false {
+            wrong.push(format!("{flag} {} (want false)", r.body[flag]));
+        }
+    }
     wrong
+}
+
+/// The `false` flag an error of this row's route carries, if the route has one.
+fn outcome_flag(row: &Row) -> Option<&'static str> {
+    if row.code == NO_ROUTE || row.code == NO_METHOD || !row.path.starts_with("/sessions/") {
+        return None;
+    }
+    match (row.method, row.path.contains("/locks/")) {
+        ("POST", true) => Some("acquired"),
+        ("DELETE", true) => Some("released"),
+        ("DELETE", false) if !row.path.ends_with("/locks") => Some("deleted"),
+        _ => None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -239,6 +259,34 @@ async fn bad_input_is_refused_with_the_documented_error_and_changes_nothing() {
         row("release a free resource", "DELETE", format!("{locks}/free?fence_token=1"), Body::Empty, 404, "LOCK_NOT_HELD", None)
             .with("resource", "free")
             .with("session_id", live.clone()),
+        // Acquire options (coordination.md, "Acquire, extended").
+        row("wait -1", "POST", held.clone(), Body::Json(json!({"wait": -1})), 400, INVALID, Some("wait")),
+        row("wait 301", "POST", held.clone(), Body::Json(json!({"wait": 301})), 400, INVALID, Some("wait")),
+        row("wait 1.5", "POST", held.clone(), Body::Json(json!({"wait": 1.5})), 400, INVALID, Some("wait")),
+        row("wait \"5\"", "POST", held.clone(), Body::Json(json!({"wait": "5"})), 400, INVALID, Some("wait")),
+        row("wait true", "POST", held.clone(), Body::Json(json!({"wait": true})), 400, INVALID, Some("wait")),
+        row("wait null", "POST", held.clone(), Body::Json(json!({"wait": null})), 400, INVALID, Some("wait")),
+        row("wait u64::MAX", "POST", held.clone(), Body::Json(json!({"wait": u64::MAX})), 400, INVALID, Some("wait")),
+        row("?wait=abc", "POST", format!("{held}?wait=abc"), Body::Empty, 400, INVALID, Some("wait")),
+        row("?wait=301", "POST", format!("{held}?wait=301"), Body::Empty, 400, INVALID, Some("wait")),
+        row("?wait=-1", "POST", format!("{held}?wait=-1"), Body::Empty, 400, INVALID, Some("wait")),
+        row("?wait=1.5", "POST", format!("{held}?wait=1.5"), Body::Empty, 400, INVALID, Some("wait")),
+        row("?wait= (empty)", "POST", format!("{held}?wait="), Body::Empty, 400, INVALID, Some("wait")),
+        row("wait: body and query disagree", "POST", format!("{held}?wait=2"), Body::Json(json!({"wait": 3})), 400, INVALID, Some("wait")),
+        row("mode \"writer\"", "POST", held.clone(), Body::Json(json!({"mode": "writer"})), 400, INVALID, Some("mode")),
+        row("mode 1", "POST", held.clone(), Body::Json(json!({"mode": 1})), 400, INVALID, Some("mode")),
+        row("mode \"EXCLUSIVE\"", "POST", held.clone(), Body::Json(json!({"mode": "EXCLUSIVE"})), 400, INVALID, Some("mode")),
+        row("?mode=nope", "POST", format!("{held}?mode=nope"), Body::Empty, 400, INVALID, Some("mode")),
+        row("acquire body []", "POST", held.clone(), json_bytes("[]"), 400, INVALID, bf),
+        row("acquire body malformed", "POST", held.clone(), json_bytes(r#"{"wait": "#), 400, INVALID, bf),
+        row("acquire body text/plain", "POST", held.clone(), Body::Raw(Some("text/plain"), br#"{"wait": 1}"#.to_vec()), 415, MEDIA, None),
+        row("oversized acquire", "POST", held.clone(), oversized("wait", json!(1)), 413, TOO_LARGE, None),
+        // Lock-delay of a new session.
+        row("lock_delay 61", "POST", s, Body::Json(json!({"client_id": "c", "lock_delay": 61})), 400, INVALID, Some("lock_delay")),
+        row("lock_delay -1", "POST", s, Body::Json(json!({"client_id": "c", "lock_delay": -1})), 400, INVALID, Some("lock_delay")),
+        row("lock_delay 1.5", "POST", s, Body::Json(json!({"client_id": "c", "lock_delay": 1.5})), 400, INVALID, Some("lock_delay")),
+        row("lock_delay \"5\"", "POST", s, Body::Json(json!({"client_id": "c", "lock_delay": "5"})), 400, INVALID, Some("lock_delay")),
+        row("lock_delay null", "POST", s, Body::Json(json!({"client_id": "c", "lock_delay": null})), 400, INVALID, Some("lock_delay")),
         // Resource names.
         row("resource 256 bytes", "POST", format!("{locks}/{a256}"), Body::Empty, 400, INVALID, rf),
         row("resource 128 chars, 256 bytes", "POST", format!("{locks}/{e128}"), Body::Empty, 400, INVALID, rf),

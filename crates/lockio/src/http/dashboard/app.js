@@ -4,12 +4,16 @@
 const REFRESH_MS = 1000;
 const MAX_EVENTS = 200;
 const ROWS = 100;
+const MAX_OPEN = 10; // locks whose queue is shown (and fetched every refresh) at once
 
 const $ = (id) => document.getElementById(id);
 let lastApplied = null; // [applied_index, time] for writes/s
 let refreshTimer = null;
 let refreshing = false;
 const seenEvents = new Set();
+let lastLocks = null; // the last GET /admin/locks answer, drawn again when a lock opens or closes
+const openLocks = new Map(); // resource -> its GET /admin/locks/{resource} answer (null: loading)
+let statsWaiters = false; // the stats carry a waiter count (then the listing's sum is not used)
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -46,6 +50,9 @@ function duration(secs) {
   return Math.floor(secs / 3600) + " h " + Math.floor((secs % 3600) / 60) + " m";
 }
 
+// Unix seconds as the local time of day.
+function clock(secs) { return new Date(secs * 1000).toLocaleTimeString(); }
+
 function renderCluster(s) {
   const me = s.members.find((m) => m.id === s.node_id);
   $("me").textContent = `node ${s.node_id} (${me && me.http ? me.http : s.node}) · ${s.state} · term ${s.term} · ` +
@@ -78,6 +85,8 @@ function renderCluster(s) {
   $("stat-expired").textContent = st.expired_sessions;
   $("stat-locks").textContent = st.total_locks;
   $("stat-fence").textContent = st.fence_counter;
+  statsWaiters = typeof st.waiters === "number";
+  if (statsWaiters) showWaiters(String(st.waiters), "waiting for a lock", "");
   const now = performance.now();
   if (lastApplied) {
     const rate = (s.applied_index - lastApplied[0]) / ((now - lastApplied[1]) / 1000);
@@ -86,16 +95,110 @@ function renderCluster(s) {
   lastApplied = [s.applied_index, now];
 }
 
+function showWaiters(n, label, title) {
+  $("stat-waiters").textContent = n;
+  $("stat-waiters-label").textContent = label;
+  $("tile-waiters").title = title;
+  $("tile-waiters").classList.toggle("busy", n !== "0");
+}
+
 function renderLocks(l) {
+  lastLocks = l;
   const now = Date.now() / 1000;
-  const rows = l.locks.map((k) => el("tr", {},
-    el("td", { class: "mono" }, k.resource),
-    el("td", {}, k.client_id),
-    el("td", { class: "mono id", title: k.session_id }, short(k.session_id)),
-    el("td", { class: "num" }, k.fence_token),
-    el("td", { class: "num" }, duration(now - k.acquired_at))));
+  const listed = new Set(l.locks.map((k) => k.resource));
+  for (const r of [...openLocks.keys()]) if (!listed.has(r)) openLocks.delete(r);
+  const rows = [];
+  for (const k of l.locks) {
+    const open = openLocks.has(k.resource);
+    const delayed = !k.locked;
+    const queue = k.queue_length || 0;
+    const toggle = el("button", { class: "disclosure", type: "button", "aria-expanded": String(open),
+      "aria-label": `queue of ${k.resource}`, title: open ? "hide the queue" : "show the queue" }, open ? "▾" : "▸");
+    const cells = delayed ? [
+      el("td", {}, el("span", { class: "tag delayed" }, "lock-delay"), " ",
+        el("span", { class: "muted nowrap" }, k.delayed_until ? `free at ${clock(k.delayed_until)}` : "free")),
+      el("td", { class: "mono id muted" }, "–"),
+      el("td", { class: "num muted" }, "–"),
+      el("td", { class: "num delay", title: k.delayed_until ? `free at ${clock(k.delayed_until)}` : "" },
+        k.delayed_until && k.delayed_until > now ? `delayed for ${duration(k.delayed_until - now)}` : "delay ending"),
+    ] : [
+      el("td", {}, k.client_id),
+      el("td", { class: "mono id", title: k.session_id }, short(k.session_id)),
+      el("td", { class: "num" }, k.fence_token),
+      el("td", { class: "num" }, duration(now - k.acquired_at)),
+    ];
+    rows.push(el("tr", { class: "lock" + (delayed ? " delayed" : "") + (open ? " open" : ""), "data-resource": k.resource },
+      el("td", { class: "mono res" }, toggle, el("span", { class: "name", title: k.resource }, k.resource)),
+      ...cells,
+      el("td", { class: "num queue" + (queue ? " waiting" : "") }, queue)));
+    if (open) rows.push(lockDetail(k, openLocks.get(k.resource), now));
+  }
   $("locks").tBodies[0].replaceChildren(...rows);
   $("locks-count").textContent = countText(l.locks.length, l.matched, l.total);
+
+  if (!statsWaiters) {
+    const sum = l.locks.reduce((n, k) => n + (k.queue_length || 0), 0);
+    const whole = l.locks.length === l.total;
+    showWaiters(whole ? String(sum) : `≥ ${sum}`, "waiting for a lock",
+      whole ? "the sum of the queues of all locks" : `the sum of the queues of the ${l.locks.length} locks listed below`);
+  }
+}
+
+// The row under an open lock: who holds it and its queue, in order.
+function lockDetail(row, d, now) {
+  const td = el("td", { colspan: 6 });
+  const tr = el("tr", { class: "detail", "data-detail": row.resource }, td);
+  if (!d) {
+    td.append(el("span", { class: "muted" }, "loading…"));
+    return tr;
+  }
+  const h = d.holders && d.holders[0];
+  const head = h
+    ? [`held by client ${h.client_id} (session `, el("span", { class: "mono", title: h.session_id }, short(h.session_id)),
+       `, fence token ${h.fence_token}) for ${duration(now - h.acquired_at)}`]
+    : d.delayed_until
+      ? [`free, under lock-delay until ${clock(d.delayed_until)}: the head of the queue gets it then`]
+      : ["free"];
+  td.append(el("div", { class: "lock-head" }, ...head));
+  const waiters = d.waiters || [];
+  if (!waiters.length) {
+    td.append(el("div", { class: "muted" }, "no one is waiting"));
+    return tr;
+  }
+  const body = waiters.map((w, i) => el("tr", { "data-session": w.session_id },
+    el("td", { class: "num" }, i + 1),
+    el("td", {}, w.client_id),
+    el("td", { class: "mono id", title: w.session_id }, short(w.session_id)),
+    el("td", {}, w.mode),
+    el("td", { class: "num" }, duration(now - w.since)),
+    el("td", { class: "num", title: `gives up at ${clock(w.deadline)}` }, duration(w.deadline - now))));
+  td.append(el("table", { class: "waiters" },
+    el("thead", {}, el("tr", {}, el("th", { class: "num" }, "#"), el("th", {}, "Waiting client"), el("th", {}, "Session"),
+      el("th", {}, "Mode"), el("th", { class: "num" }, "Waited"), el("th", { class: "num" }, "Time left"))),
+    el("tbody", {}, ...body)));
+  return tr;
+}
+
+function lockPath(resource) { return `/admin/locks/${encodeURIComponent(resource)}?stale=true`; }
+
+// Fetches the queues of the open locks; a lock that does not answer keeps what it showed.
+async function loadDetails(resources) {
+  const answers = await Promise.all(resources.map((r) => getJson(lockPath(r))));
+  resources.forEach((r, i) => { if (answers[i] && openLocks.has(r)) openLocks.set(r, answers[i]); });
+}
+
+async function toggleLock(resource) {
+  if (openLocks.has(resource)) {
+    openLocks.delete(resource);
+  } else {
+    if (openLocks.size >= MAX_OPEN) openLocks.delete(openLocks.keys().next().value);
+    openLocks.set(resource, null);
+  }
+  if (lastLocks) renderLocks(lastLocks);
+  if (openLocks.has(resource)) {
+    await loadDetails([resource]);
+    if (lastLocks) renderLocks(lastLocks);
+  }
 }
 
 function renderSessions(r) {
@@ -104,7 +207,10 @@ function renderSessions(r) {
     el("td", { class: "mono id", title: x.session_id }, short(x.session_id)),
     el("td", { class: "num" }, x.timeout + " s"),
     el("td", { class: "num" + (x.is_expired ? " expired" : "") }, x.is_expired ? "expired" : duration(x.expires_in)),
-    el("td", { class: "mono" }, x.locks_held.length ? x.locks_held.join(", ") : "–")));
+    el("td", { class: "mono" }, x.locks_held.length ? x.locks_held.join(", ") : (x.waiting_for && x.waiting_for.length ? "" : "–"),
+      x.waiting_for && x.waiting_for.length
+        ? el("span", { class: "waiting-for" }, (x.locks_held.length ? " · " : "") + "waiting for " + x.waiting_for.join(", "))
+        : null)));
   $("sessions").tBodies[0].replaceChildren(...rows);
   $("sessions-count").textContent = countText(r.sessions.length, r.matched, r.total);
 }
@@ -122,22 +228,34 @@ async function refresh() {
   const q = `?stale=true&limit=${ROWS}` + (filter ? `&filter=${filter}` : "");
   const [status, locks, sessions] = await Promise.all([
     getJson("/cluster/status"), getJson("/admin/locks" + q), getJson("/admin/sessions" + q),
+    loadDetails([...openLocks.keys()]),
   ]);
-  if (status) renderCluster(status);
-  else $("me").textContent = "this node does not answer";
-  if (locks) renderLocks(locks);
-  if (sessions) renderSessions(sessions);
-  refreshing = false;
-  refreshTimer = setTimeout(refresh, REFRESH_MS);
+  try {
+    if (status) renderCluster(status);
+    else $("me").textContent = "this node does not answer";
+    if (locks) renderLocks(locks);
+    if (sessions) renderSessions(sessions);
+  } finally {
+    refreshing = false;
+    refreshTimer = setTimeout(refresh, REFRESH_MS);
+  }
 }
+
+const WAIT_ENDS = { timeout: "timed out", cancelled: "cancelled", session_ended: "its session ended" };
 
 function describe(e) {
   const rel = (rs) => rs && rs.length ? ` (released ${rs.map((g) => `${g.resource} #${g.fence_token}`).join(", ")})` : "";
   switch (e.type) {
-    case "session_created": return `client ${e.client_id} opened session ${short(e.session_id)} (timeout ${e.timeout} s)`;
+    case "session_created": return `client ${e.client_id} opened session ${short(e.session_id)} (timeout ${e.timeout} s` +
+      (e.lock_delay ? `, lock-delay ${e.lock_delay} s)` : ")");
     case "session_deleted": return `client ${e.client_id} closed session ${short(e.session_id)}${rel(e.released)}`;
     case "session_expired": return `session ${short(e.session_id)} of client ${e.client_id} expired${rel(e.released)}`;
-    case "lock_acquired": return `client ${e.client_id} acquired ${e.resource} with fence token ${e.fence_token}`;
+    case "lock_acquired": return e.queued
+      ? `${e.resource} handed to client ${e.client_id} after waiting ${duration(e.waited)} (fence token ${e.fence_token})`
+      : `client ${e.client_id} acquired ${e.resource} with fence token ${e.fence_token}`;
+    case "lock_waiting": return `client ${e.client_id} waits for ${e.resource} (place ${e.queue_length}, until ${clock(e.deadline)})`;
+    case "lock_wait_ended": return `client ${e.client_id} stopped waiting for ${e.resource}: ` +
+      `${WAIT_ENDS[e.reason] || e.reason} after ${duration(e.waited)}`;
     case "lock_released": return `client ${e.client_id} released ${e.resource} (fence token ${e.fence_token})`;
     case "leader_changed": return e.leader_id === null ? "no leader" : `node ${e.leader_id} is leader (term ${e.term})`;
     case "node_unreachable": return `node ${e.node_id} is unreachable`;
@@ -152,9 +270,13 @@ function addEvent(msg) {
   let e;
   try { e = JSON.parse(msg.data); } catch (_) { return; }
   const at = new Date(e.at * 1000);
-  const li = el("li", { "data-type": e.type },
+  const handoff = e.type === "lock_acquired" && e.queued === true;
+  const attrs = { "data-type": e.type };
+  if (handoff) attrs["data-queued"] = "true";
+  if (e.reason) attrs["data-reason"] = e.reason;
+  const li = el("li", attrs,
     el("time", { datetime: at.toISOString() }, at.toLocaleTimeString()),
-    el("span", { class: "tag " + e.type }, e.type.replace("_", " ")),
+    el("span", { class: "tag " + e.type + (e.reason ? " " + e.reason : "") }, handoff ? "lock handed off" : e.type.replace(/_/g, " ")),
     el("span", {}, describe(e)));
   const list = $("events");
   list.prepend(li);
@@ -168,6 +290,11 @@ function connectEvents() {
   source.onerror = () => { $("stream").textContent = "events: reconnecting"; $("stream").className = "pill off"; };
   source.onmessage = addEvent;
 }
+
+$("locks").tBodies[0].addEventListener("click", (ev) => {
+  const row = ev.target.closest("tr.lock");
+  if (row && !ev.target.closest("a")) toggleLock(row.dataset.resource);
+});
 
 let filterTimer = null;
 $("filter").addEventListener("input", () => {

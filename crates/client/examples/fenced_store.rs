@@ -110,23 +110,11 @@ async fn main() -> Result<(), Error> {
     };
     tokio::task::spawn_blocking(move || locked.recv()).await.unwrap().expect("worker-a takes the lock");
 
-    // Worker B: try-lock with a bounded backoff until A's session has expired.
+    // Worker B: waits in the server's queue; the lock comes to it the moment A's session expires.
     let session = client.open_session("worker-b", Duration::from_secs(10)).await?;
     let started = Instant::now();
-    let mut told = false;
-    let guard = loop {
-        match session.lock(RESOURCE).await {
-            Ok(guard) => break guard,
-            Err(held @ Error::LockHeld { .. }) if started.elapsed() < Duration::from_secs(30) => {
-                if !told {
-                    println!("worker-b: {held}; retrying");
-                    told = true;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    println!("worker-b: waiting for {RESOURCE}");
+    let guard = session.lock_wait(RESOURCE, Duration::from_secs(30)).await?;
     let token = guard.fence_token();
     println!("worker-b: got {RESOURCE} after {:.1}s with fence token {token}", started.elapsed().as_secs_f64());
     store.write(token, "written by worker-b").expect("worker-b holds the highest token");

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use crate::Error;
 
-/// The longest wait the contract accepts, in seconds.
-pub(crate) const MAX_WAIT_SECS: u64 = 300;
+/// The longest wait the contract accepts, in seconds (the core's rule).
+pub(crate) const MAX_WAIT_SECS: u64 = lockio_core::WaitSecs::MAX_SECS;
 
-/// The longest lock-delay the contract accepts, in seconds.
-pub(crate) const MAX_LOCK_DELAY_SECS: u64 = 60;
+/// The longest lock-delay the contract accepts, in seconds (the core's rule).
+pub(crate) const MAX_LOCK_DELAY_SECS: u64 = lockio_core::LockDelay::MAX_SECS;
 
 /// The longest pause between two rounds of attempts of a wait: well inside the 2 s for which
 /// the server keeps the place of a waiter whose connection broke.

@@ -170,55 +170,51 @@ impl Timeout {
     }
 }
 
-/// How long a session's locks stay unavailable after the session **expires** (not after a
-/// release or a delete), in whole seconds: 0 to 60 (Chubby's lock-delay).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
-pub struct LockDelay(u32);
+/// A whole number of seconds from 0 to a maximum, read from the request field it names.
+macro_rules! seconds_up_to {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+        pub struct $name(u32);
 
-impl LockDelay {
-    pub const MAX_SECS: u64 = 60;
-    pub const NONE: LockDelay = LockDelay(0);
+        impl $name {
+            pub const MAX_SECS: u64 = $max;
+            pub const NONE: $name = $name(0);
 
-    pub fn from_secs(secs: u64) -> Result<LockDelay, InvalidValue> {
-        if secs > Self::MAX_SECS {
-            return Err(InvalidValue::new("lock_delay", format!("must be an integer from 0 to {} (seconds)", Self::MAX_SECS)));
+            pub fn from_secs(secs: u64) -> Result<$name, InvalidValue> {
+                if secs > Self::MAX_SECS {
+                    let rule = format!("must be an integer from 0 to {} (seconds)", Self::MAX_SECS);
+                    return Err(InvalidValue::new($field, rule));
+                }
+                Ok($name(secs as u32))
+            }
+
+            pub fn secs(self) -> u64 {
+                u64::from(self.0)
+            }
+
+            pub fn millis(self) -> u64 {
+                self.secs() * 1000
+            }
         }
-        Ok(LockDelay(secs as u32))
-    }
-
-    pub fn secs(self) -> u64 {
-        u64::from(self.0)
-    }
-
-    pub fn millis(self) -> u64 {
-        self.secs() * 1000
-    }
+    };
 }
 
-/// How long an acquire may wait in the resource's queue, in whole seconds: 0 (a try-lock) to
-/// 300.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
-pub struct WaitSecs(u32);
+seconds_up_to!(
+    /// How long a session's locks stay unavailable after the session **expires** (not after a
+    /// release or a delete), in whole seconds: 0 to 60 (Chubby's lock-delay).
+    LockDelay,
+    "lock_delay",
+    60
+);
 
-impl WaitSecs {
-    pub const MAX_SECS: u64 = 300;
-    pub const NONE: WaitSecs = WaitSecs(0);
-
-    pub fn from_secs(secs: u64) -> Result<WaitSecs, InvalidValue> {
-        if secs > Self::MAX_SECS {
-            return Err(InvalidValue::new("wait", format!("must be an integer from 0 to {} (seconds)", Self::MAX_SECS)));
-        }
-        Ok(WaitSecs(secs as u32))
-    }
-
-    pub fn secs(self) -> u64 {
-        u64::from(self.0)
-    }
-
-    pub fn millis(self) -> u64 {
-        self.secs() * 1000
-    }
-}
+seconds_up_to!(
+    /// How long an acquire may wait in the resource's queue, in whole seconds: 0 (a try-lock)
+    /// to 300.
+    WaitSecs,
+    "wait",
+    300
+);
 
 /// How a session holds or waits for a resource. Only exclusive locks exist so far; shared ones
 /// are the next variant, appended so that logs written before still decode.

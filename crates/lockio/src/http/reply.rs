@@ -173,6 +173,7 @@ pub(crate) fn stats_body(stats: &lockio_core::Stats) -> Value {
         "total_locks": stats.total_locks,
         "total_session": total,
         "total_sessions": total,
+        "waiters": stats.waiters,
     })
 }
 

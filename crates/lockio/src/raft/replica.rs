@@ -24,6 +24,8 @@ pub struct Replica {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplicaEvent {
     pub at: UnixMillis,
+    /// Which command of the entry caused it (its place in the entry's batch).
+    pub command: usize,
     pub change: Change,
 }
 
@@ -51,12 +53,13 @@ impl Replica {
                 LogOutcome::Done
             }
             LogCommand::Lock(commands) => {
-                LogOutcome::Lock(commands.into_iter().map(|command| self.apply_lock(command, events)).collect())
+                let outcomes = commands.into_iter().enumerate().map(|(i, command)| self.apply_lock(i, command, events));
+                LogOutcome::Lock(outcomes.collect())
             }
         }
     }
 
-    fn apply_lock(&mut self, command: lockio_core::Command, events: &mut Vec<ReplicaEvent>) -> lockio_core::Outcome {
+    fn apply_lock(&mut self, place: usize, command: lockio_core::Command, events: &mut Vec<ReplicaEvent>) -> lockio_core::Outcome {
         let at = command.now();
         let mut effects = Vec::new();
         let outcome = self.locks.apply_traced(command, &mut effects);
@@ -66,7 +69,7 @@ impl Replica {
                 Effect::LockAcquired { grant, .. } => grant.acquired_at,
                 _ => at,
             };
-            ReplicaEvent { at, change }
+            ReplicaEvent { at, command: place, change }
         }));
         outcome
     }

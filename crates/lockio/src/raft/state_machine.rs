@@ -160,7 +160,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 tracing::debug!(index, change = ?event.change, "applied");
             }
             crate::metrics::applied(&event.change);
-            self.waits.deliver(index, &event.change);
+            self.waits.deliver((index, event.command), &event.change);
             self.events.publish(event.at, What::Applied { index, position, change: event.change });
         }
         Ok(outcomes)

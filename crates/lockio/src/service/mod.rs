@@ -365,7 +365,7 @@ impl Service {
         let now = wall_now();
         let deadline = now.saturating_add_millis(wait.millis());
         let command = Command::Wait { session_id, resource: resource.clone(), mode, deadline, now };
-        let (applied, index) = self.propose_lock_at(command).await?;
+        let (applied, place) = self.propose_lock_at(command).await?;
         match applied {
             Applied::Acquired { grant, fresh } => return Ok(Reply::Acquired { grant, fresh, waited_ms: 0 }),
             Applied::Queued { .. } => {}
@@ -383,7 +383,7 @@ impl Service {
             let _ = leader.wait_for(|l| l.is_some_and(|l| l != me)).await;
         };
         let outcome = tokio::select! {
-            outcome = registration.outcome_after(index) => outcome,
+            outcome = registration.outcome_after(place) => outcome,
             () = deposed => {
                 registration.disarm();
                 return Err(ServiceError::NotLeader { leader: None });
@@ -438,8 +438,8 @@ impl Service {
         self.propose_lock_at(command).await.map(|(applied, _)| applied)
     }
 
-    /// `propose_lock`, also returning the log index the command was applied at.
-    async fn propose_lock_at(&self, command: Command) -> Result<(Applied, u64), ServiceError> {
+    /// `propose_lock`, also returning where in the log the command was applied.
+    async fn propose_lock_at(&self, command: Command) -> Result<(Applied, proposer::LogPlace), ServiceError> {
         let kind = command.name();
         let started = Instant::now();
         let result = self.inner.proposer.propose(command).await;

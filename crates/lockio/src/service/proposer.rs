@@ -21,8 +21,12 @@ const IN_FLIGHT: usize = 2;
 /// The most commands in one entry.
 const MAX_BATCH: usize = 512;
 
-/// A command's outcome and the log index of the entry it was applied in.
-type Reply = oneshot::Sender<Result<(Outcome, u64), ServiceError>>;
+/// A command's outcome and where it was applied: the entry's log index and the command's place
+/// in that entry.
+type Reply = oneshot::Sender<Result<(Outcome, LogPlace), ServiceError>>;
+
+/// Where a command was applied: (log index, place in the entry's batch). Ordered like the log.
+pub type LogPlace = (u64, usize);
 
 /// A handle on the proposing task.
 #[derive(Clone)]
@@ -42,8 +46,8 @@ impl Proposer {
                 crate::metrics::proposal_batch(count);
                 match write(&raft, commands).await {
                     Ok((outcomes, index)) if outcomes.len() == count => {
-                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                            let _ = reply.send(Ok((outcome, index)));
+                        for (place, (reply, outcome)) in replies.into_iter().zip(outcomes).enumerate() {
+                            let _ = reply.send(Ok((outcome, (index, place))));
                         }
                     }
                     Ok((outcomes, _)) => {
@@ -63,9 +67,9 @@ impl Proposer {
         Proposer { queue }
     }
 
-    /// Proposes `command` in the next batch and returns its outcome, and the log index it was
-    /// applied at, once applied here.
-    pub async fn propose(&self, command: Command) -> Result<(Outcome, u64), ServiceError> {
+    /// Proposes `command` in the next batch and returns its outcome, and where in the log it was
+    /// applied, once applied here.
+    pub async fn propose(&self, command: Command) -> Result<(Outcome, LogPlace), ServiceError> {
         let (tx, rx) = oneshot::channel();
         let stopped = || ServiceError::Unavailable { reason: "node is shutting down".into(), outcome_unknown: false };
         self.queue.send((command, tx)).await.map_err(|_| stopped())?;

@@ -3,8 +3,9 @@
 //! The queue itself is replicated state (`lockio_core::LockState`); this is only the list of
 //! HTTP requests that are waiting to hear how their queue entry ends. The state machine hands
 //! every applied effect to `Waits::deliver`, which passes a grant or the end of a wait to the
-//! requests registered for that session and resource, tagged with the entry's log index: a
-//! request ignores what happened before its own `Wait` command was applied.
+//! requests registered for that session and resource, tagged with where in the log it happened
+//! (the entry's index and the command's place in it): a request ignores what happened before
+//! its own `Wait` command, even earlier in the same entry.
 //!
 //! A request whose client went away (its future was dropped while queued) cancels the wait,
 //! unless the same request arrives again within `CANCEL_GRACE`: a client whose connection broke
@@ -29,7 +30,9 @@ pub enum WaitResult {
 }
 
 type Key = (SessionId, Resource);
-type Sender = mpsc::UnboundedSender<(u64, WaitResult)>;
+/// Where in the log: (entry index, the command's place in the entry).
+pub type Place = (u64, usize);
+type Sender = mpsc::UnboundedSender<(Place, WaitResult)>;
 
 /// A cheap handle on the node's open waits.
 #[derive(Clone, Default)]
@@ -71,8 +74,9 @@ impl Waits {
         self.inner.count.load(Ordering::Relaxed)
     }
 
-    /// Passes an applied effect (from the entry at log `index`) to the requests it concerns.
-    pub fn deliver(&self, index: u64, effect: &Effect) {
+    /// Passes an applied effect (of the command at `place` in the log) to the requests it
+    /// concerns.
+    pub fn deliver(&self, place: Place, effect: &Effect) {
         if self.inner.count.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -89,7 +93,7 @@ impl Waits {
         };
         if let Some(senders) = self.open().get(&key) {
             for (_, tx) in senders {
-                let _ = tx.send((index, result.clone()));
+                let _ = tx.send((place, result.clone()));
             }
         }
     }
@@ -112,16 +116,16 @@ pub struct Registration {
     waits: Waits,
     key: Key,
     id: u64,
-    rx: mpsc::UnboundedReceiver<(u64, WaitResult)>,
+    rx: mpsc::UnboundedReceiver<(Place, WaitResult)>,
     on_drop: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Registration {
-    /// The entry's outcome applied after log index `after` (the request's own `Wait`).
-    pub async fn outcome_after(&mut self, after: u64) -> WaitResult {
+    /// The entry's outcome applied after `after` (where the request's own `Wait` was applied).
+    pub async fn outcome_after(&mut self, after: Place) -> WaitResult {
         loop {
             match self.rx.recv().await {
-                Some((index, result)) if index > after => return result,
+                Some((place, result)) if place > after => return result,
                 Some(_) => {}
                 // The sender lives in the map for as long as this registration: unreachable,
                 // but waiting forever is the honest answer (the caller's deadline ends it).
@@ -173,11 +177,12 @@ mod tests {
         let mut a = waits.register(s, r.clone());
         let mut b = waits.register(s, r.clone());
         assert_eq!(waits.len(), 2);
-        waits.deliver(3, &grant(s, &r, 1)); // before the wait: ignored
-        waits.deliver(4, &grant(other, &r, 2)); // another session: not delivered
-        waits.deliver(5, &grant(s, &r, 3));
+        waits.deliver((3, 0), &grant(s, &r, 1)); // before the wait: ignored
+        waits.deliver((4, 1), &grant(s, &r, 4)); // earlier in the wait's own entry: ignored
+        waits.deliver((4, 3), &grant(other, &r, 2)); // another session: not delivered
+        waits.deliver((4, 3), &grant(s, &r, 3)); // later in the wait's own entry
         for reg in [&mut a, &mut b] {
-            match reg.outcome_after(4).await {
+            match reg.outcome_after((4, 2)).await {
                 WaitResult::Granted { grant, waited_ms } => assert_eq!((grant.fence_token, waited_ms), (FenceToken(3), 7)),
                 other => panic!("{other:?}"),
             }

@@ -137,7 +137,7 @@ async fn health_cluster_status_and_dashboard() {
     assert_eq!(
         stats.body,
         json!({"active_sessions": 0, "expired_sessions": 0, "fence_counter": 0, "total_locks": 0,
-               "total_session": 0, "total_sessions": 0})
+               "total_session": 0, "total_sessions": 0, "waiters": 0})
     );
 
     // The dashboard is the one HTML page.
@@ -384,7 +384,7 @@ async fn locks_acquire_release_and_fence_tokens() {
     assert_eq!(
         stats.body,
         json!({"active_sessions": 2, "expired_sessions": 0, "fence_counter": last, "total_locks": 1,
-               "total_session": 2, "total_sessions": 2})
+               "total_session": 2, "total_sessions": 2, "waiters": 0})
     );
     assert_eq!(call("GET", &format!("{base}/admin/stats?stale=true"), None).await.body, stats.body);
     assert_eq!(call("GET", &format!("{base}/cluster/status"), None).await.body["stats"], stats.body);
@@ -450,7 +450,7 @@ async fn expired_sessions_answer_410_until_cleaned_up() {
     assert_eq!(
         stats,
         json!({"active_sessions": 1, "expired_sessions": 2, "fence_counter": token, "total_locks": 0,
-               "total_session": 3, "total_sessions": 3})
+               "total_session": 3, "total_sessions": 3, "waiters": 0})
     );
     // An expired session can be deleted.
     let d = call("DELETE", &other, None).await;

@@ -165,7 +165,7 @@ async fn the_dashboard_shows_the_cluster_its_locks_and_a_failover() {
             &format!(
                 "const r = {}; \
                  return r !== null && r.classList.contains('delayed') && r.cells[1].textContent.includes('lock-delay') \
-                   && r.querySelector('td.delay').textContent.startsWith('delayed for')",
+                   && r.querySelector('.delay').textContent.startsWith('delayed for')",
                 lock_row("delayed-resource")
             ),
         )

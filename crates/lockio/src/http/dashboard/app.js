@@ -116,18 +116,21 @@ function renderLocks(l) {
       "aria-label": `queue of ${k.resource}`, title: open ? "hide the queue" : "show the queue" }, open ? "▾" : "▸");
     const cells = delayed ? [
       el("td", {}, el("span", { class: "tag delayed" }, "lock-delay"), " ",
-        el("span", { class: "muted nowrap" }, k.delayed_until ? `free at ${clock(k.delayed_until)}` : "free")),
+        el("span", { class: "delay nowrap" }, k.delayed_until && k.delayed_until > now ? `delayed for ${duration(k.delayed_until - now)}` : "delay ending")),
       el("td", { class: "mono id muted" }, "–"),
       el("td", { class: "num muted" }, "–"),
-      el("td", { class: "num delay", title: k.delayed_until ? `free at ${clock(k.delayed_until)}` : "" },
-        k.delayed_until && k.delayed_until > now ? `delayed for ${duration(k.delayed_until - now)}` : "delay ending"),
+      el("td", { class: "num muted" }, "–"),
     ] : [
       el("td", {}, k.client_id),
       el("td", { class: "mono id", title: k.session_id }, short(k.session_id)),
       el("td", { class: "num" }, k.fence_token),
       el("td", { class: "num" }, duration(now - k.acquired_at)),
     ];
-    rows.push(el("tr", { class: "lock" + (delayed ? " delayed" : "") + (open ? " open" : ""), "data-resource": k.resource },
+    const attrs = { class: "lock" + (delayed ? " delayed" : "") + (open ? " open" : ""), "data-resource": k.resource };
+    if (delayed && k.delayed_until) {
+      attrs.title = `free, but its holder's session expired: no one gets it before ${clock(k.delayed_until)} (lock-delay)`;
+    }
+    rows.push(el("tr", attrs,
       el("td", { class: "mono res" }, toggle, el("span", { class: "name", title: k.resource }, k.resource)),
       ...cells,
       el("td", { class: "num queue" + (queue ? " waiting" : "") }, queue)));

@@ -249,3 +249,31 @@ pub enum DomainError {
 
 /// The result of applying one command.
 pub type Outcome = Result<Applied, DomainError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// postcard numbers enum variants by position: the variants an earlier release wrote to its
+    /// log must keep their numbers, or a node upgraded in place cannot read its own log.
+    #[test]
+    fn the_commands_of_earlier_releases_keep_their_variant_numbers() {
+        let s = SessionId(uuid::Uuid::from_u128(7));
+        let r = || Resource::new("r").unwrap();
+        let now = UnixMillis(5);
+        let earlier = [
+            Command::CreateSession { session_id: s, client_id: ClientId::new("c").unwrap(), timeout: Timeout::DEFAULT, now },
+            Command::DeleteSession { session_id: s, now },
+            Command::Acquire { session_id: s, resource: r(), now },
+            Command::Release { session_id: s, resource: r(), fence_token: FenceToken(1), now },
+            Command::ExpireSessions { session_ids: vec![s], now },
+            Command::Cleanup { expire: vec![], now },
+            Command::RecordKeepalives { keepalives: vec![(s, now)], now },
+        ];
+        for (number, command) in earlier.iter().enumerate() {
+            let bytes = postcard::to_allocvec(command).unwrap();
+            assert_eq!(bytes[0] as usize, number, "{} moved", command.name());
+            assert_eq!(&postcard::from_bytes::<Command>(&bytes).unwrap(), command);
+        }
+    }
+}

@@ -857,3 +857,46 @@ impl LockState {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version-1 snapshot (before waiting and lock-delay), as the earlier release wrote it.
+    #[derive(Serialize)]
+    struct V1<'a> {
+        sessions: BTreeMap<SessionId, (ClientId, Timeout, UnixMillis, UnixMillis, SessionStatus)>,
+        locks: &'a BTreeMap<Resource, Lock>,
+        fence_counter: u64,
+        clock: UnixMillis,
+    }
+
+    #[test]
+    fn a_version_1_snapshot_restores_with_no_queues_and_no_lock_delay() {
+        let mut state = LockState::new();
+        let (a, b) = (SessionId(uuid::Uuid::from_u128(1)), SessionId(uuid::Uuid::from_u128(2)));
+        for id in [a, b] {
+            let create = Command::CreateSession {
+                session_id: id,
+                client_id: ClientId::new("c").unwrap(),
+                timeout: Timeout::from_secs(10).unwrap(),
+                now: UnixMillis(1),
+            };
+            state.apply(create).unwrap();
+        }
+        state.apply(Command::Acquire { session_id: a, resource: Resource::new("r").unwrap(), now: UnixMillis(2) }).unwrap();
+        state.apply(Command::ExpireSessions { session_ids: vec![b], now: UnixMillis(3) }).unwrap();
+        let sessions = state
+            .sessions
+            .iter()
+            .map(|(id, s)| (*id, (s.client_id.clone(), s.timeout, s.created_at, s.last_keepalive, s.status)))
+            .collect();
+        let v1 = V1 { sessions, locks: &state.locks, fence_counter: state.fence_counter, clock: state.clock };
+        let mut bytes = vec![1u8];
+        bytes.extend(postcard::to_allocvec(&v1).unwrap());
+        let restored = LockState::restore(&bytes).expect("a version-1 snapshot restores");
+        assert_eq!(restored, state);
+        assert_eq!(restored.session(&a).unwrap().lock_delay, LockDelay::NONE);
+        assert_eq!(restored.oldest_expiry(), Some(UnixMillis(3)));
+    }
+}

@@ -38,13 +38,34 @@
 //!    history matches a client attempt that was acknowledged or whose outcome is unknown: none
 //!    comes from an attempt the service answered with a definite refusal (a 4xx, or a 503 not
 //!    marked `"outcome": "unknown"`), and none comes from nowhere.
+//!
+//! 8-10 are the queue's (issue 12), read from the replicated history by replaying each
+//! resource's queue along the log: a `lock_waiting` puts its session at the back of the queue
+//! (a repeated one, from a retry, only moves its deadline: the latest one counts); a
+//! `lock_wait_ended`, a grant to the waiter, or the end of its session (`session_deleted`,
+//! `session_expired`) takes it out. Deadlines and `at` are both leader time.
+//! 8. **Grants from the queue go to live waiters in time.** Every `lock_acquired` with
+//!    `"queued": true` goes to a session that is in that resource's queue, whose session has
+//!    not ended, and whose deadline is not earlier than the grant's `at`.
+//! 9. **Waiters are granted in queue order.** No grant of a resource (from the queue or not)
+//!    while a waiter that joined earlier than the grantee (or any waiter, if the grantee was
+//!    not waiting) is still in the queue with its deadline not yet reached at the grant's `at`;
+//!    a `lock_wait_ended` ends a wait that is in the queue, and one for a `timeout` comes no
+//!    earlier than the waiter's deadline less the margin of check 5. (Every event carries the
+//!    time the state machine used for its command.)
+//! 10. **No waiter outlives its session.** No `lock_waiting` for a session after it ended, and
+//!    no session ends while still in a queue (its waits end first, in the same entry). At the
+//!    end, no resource lists a waiter whose session ended in the history before the final
+//!    reads began (the settle marker's creation), or that reads as expired or absent with no
+//!    end in the history, and no session that reads as expired still has `waiting_for`; every
+//!    resource's `queue_length` is the number of its waiters.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use lockio_core::{FenceToken, Resource, SessionId};
 use serde::Serialize;
 
-use crate::events::{Applied, Change};
+use crate::events::{Applied, Change, Key, WaitEnd};
 use crate::history::{Op, OpKind, Outcome};
 
 /// What became of a session, read at the end of the run.
@@ -62,8 +83,16 @@ pub struct FinalState {
     pub fence_counter: u64,
     /// The holder of every resource the workload used.
     pub locks: BTreeMap<Resource, Option<(SessionId, FenceToken)>>,
-    /// Every session a client was told it created.
+    /// Every session a client was told it created, and every session listed as a waiter.
     pub sessions: BTreeMap<SessionId, SessionFinal>,
+    /// The waiters of every resource the workload used, in queue order, and the resource's
+    /// `queue_length`.
+    pub waiters: BTreeMap<Resource, (Vec<SessionId>, u64)>,
+    /// The sessions whose `waiting_for` was not empty.
+    pub waiting_for: BTreeMap<SessionId, Vec<Resource>>,
+    /// The log index of the settle marker's creation: everything up to it was applied before
+    /// the final reads began. `None` if there was no marker.
+    pub settled: Option<u64>,
     /// Seconds from the last heal until a write succeeded; `None` if none did in time.
     pub liveness: Option<f64>,
 }
@@ -84,7 +113,7 @@ pub struct Evidence {
 /// Tolerances of the checks.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Limits {
-    /// Check 5's margin, seconds.
+    /// Check 5's margin, seconds; also check 9's for the time stamp of a wait's timeout.
     pub expiry_margin: f64,
     /// Check 6's bound, seconds.
     pub liveness_bound: f64,
@@ -125,6 +154,13 @@ pub fn check(ev: &Evidence, limits: Limits) -> Vec<CheckResult> {
         CheckResult { number: 5, name: "no false expiry", violations: no_false_expiry(ev, &events, limits.expiry_margin) },
         CheckResult { number: 6, name: "liveness after the last heal", violations: liveness(&ev.final_state, limits.liveness_bound) },
         CheckResult { number: 7, name: "nothing refused takes effect", violations: nothing_refused_applied(&ev.ops, &events) },
+        CheckResult { number: 8, name: "queue grants go to live waiters in time", violations: queue_grants(&events) },
+        CheckResult { number: 9, name: "waiters granted in queue order", violations: queue_order(&events, limits.expiry_margin) },
+        CheckResult {
+            number: 10,
+            name: "no waiter outlives its session",
+            violations: no_orphan_waiters(&events, &ev.final_state),
+        },
     ]
 }
 
@@ -223,7 +259,7 @@ fn exclusive_grants(events: &[&Applied], disagreements: &[String]) -> Vec<Violat
     for e in events {
         let (Some(session), index) = (e.session, e.index) else { continue };
         match e.change {
-            Change::SessionCreated => {}
+            Change::SessionCreated | Change::LockWaiting | Change::LockWaitEnded => {}
             Change::LockAcquired => {
                 let (Some(resource), Some(token)) = (e.resource.clone(), e.fence_token) else { continue };
                 if let Some((how, at)) = ended.get(&session) {
@@ -478,6 +514,225 @@ fn nothing_refused_applied(ops: &[Op], events: &[&Applied]) -> Vec<Violation> {
                 refused,
                 vec![e.index],
             ));
+        }
+    }
+    out
+}
+
+/// A waiter in a resource's queue, as the replicated history tells it.
+#[derive(Debug, Clone)]
+struct Waiter {
+    session: SessionId,
+    /// The key of its first `lock_waiting`: its place.
+    joined: Key,
+    /// From its latest `lock_waiting`, leader time.
+    deadline: f64,
+}
+
+impl Waiter {
+    fn describe(&self) -> String {
+        format!("{} (joined at index {}, deadline {:.3})", self.session, self.joined.0, self.deadline)
+    }
+}
+
+/// The queues replayed along the log (see the module docs), and the sessions that ended. A
+/// check looks at an event against the state before it, then `apply`s it.
+#[derive(Default)]
+struct Queues {
+    waiting: HashMap<Resource, Vec<Waiter>>,
+    ended: HashMap<SessionId, (Change, u64)>,
+}
+
+impl Queues {
+    fn queue(&self, resource: &Resource) -> &[Waiter] {
+        self.waiting.get(resource).map_or(&[], Vec::as_slice)
+    }
+
+    fn place(&self, resource: &Resource, session: SessionId) -> Option<usize> {
+        self.queue(resource).iter().position(|w| w.session == session)
+    }
+
+    /// The resources `session` is queued for.
+    fn waits_of(&self, session: SessionId) -> Vec<(&Resource, &Waiter)> {
+        let mut out: Vec<_> = self
+            .waiting
+            .iter()
+            .flat_map(|(r, q)| q.iter().filter(|w| w.session == session).map(move |w| (r, w)))
+            .collect();
+        out.sort_by_key(|(r, _)| (*r).clone());
+        out
+    }
+
+    fn remove(&mut self, resource: &Resource, session: SessionId) -> Option<Waiter> {
+        let queue = self.waiting.get_mut(resource)?;
+        let place = queue.iter().position(|w| w.session == session)?;
+        Some(queue.remove(place))
+    }
+
+    fn apply(&mut self, e: &Applied) {
+        let Some(session) = e.session else { return };
+        match (e.change, &e.resource) {
+            (Change::LockWaiting, Some(resource)) => {
+                // A wait of an ended session is check 10's; it takes no place here.
+                if self.ended.contains_key(&session) {
+                    return;
+                }
+                let deadline = e.deadline.unwrap_or(f64::INFINITY);
+                let queue = self.waiting.entry(resource.clone()).or_default();
+                match queue.iter_mut().find(|w| w.session == session) {
+                    Some(w) => w.deadline = deadline,
+                    None => queue.push(Waiter { session, joined: e.key(), deadline }),
+                }
+            }
+            (Change::LockWaitEnded | Change::LockAcquired, Some(resource)) => {
+                self.remove(resource, session);
+            }
+            (Change::SessionDeleted | Change::SessionExpired, _) => {
+                for queue in self.waiting.values_mut() {
+                    queue.retain(|w| w.session != session);
+                }
+                self.ended.entry(session).or_insert((e.change, e.index));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn queue_grants(events: &[&Applied]) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut queues = Queues::default();
+    for e in events {
+        if let (Change::LockAcquired, true, Some(session), Some(resource)) = (e.change, e.queued, e.session, &e.resource) {
+            let token = e.fence_token.map_or(0, |t| t.0);
+            let grant = format!("token {token} on {resource} handed from the queue to session {session} at index {}", e.index);
+            if let Some((how, at)) = queues.ended.get(&session) {
+                out.push(violation(format!("{grant}, which ended ({how:?}) at index {at}"), vec![], vec![*at, e.index]));
+            } else {
+                match queues.place(resource, session).map(|p| &queues.queue(resource)[p]) {
+                    None => out.push(violation(format!("{grant}, which was not waiting for it"), vec![], vec![e.index])),
+                    Some(w) if e.at > w.deadline => out.push(violation(
+                        format!("{grant} at {:.3}, after the waiter's deadline {:.3}", e.at, w.deadline),
+                        vec![],
+                        vec![w.joined.0, e.index],
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+        queues.apply(e);
+    }
+    out
+}
+
+fn queue_order(events: &[&Applied], margin: f64) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut queues = Queues::default();
+    for e in events {
+        let (Some(session), Some(resource)) = (e.session, &e.resource) else {
+            queues.apply(e);
+            continue;
+        };
+        match e.change {
+            Change::LockAcquired => {
+                let queue = queues.queue(resource);
+                let place = queues.place(resource, session);
+                let ahead = &queue[..place.unwrap_or(queue.len())];
+                // A waiter whose deadline has come may be skipped before the sweep removes it.
+                if let Some(w) = ahead.iter().find(|w| w.deadline > e.at) {
+                    let grantee = match place {
+                        Some(p) => format!("waiter {}", queue[p].describe()),
+                        None => format!("session {session}, which was not waiting"),
+                    };
+                    out.push(violation(
+                        format!(
+                            "{resource} granted at index {} (at {:.3}, token {}) to {grantee}, while {} was still waiting ahead",
+                            e.index,
+                            e.at,
+                            e.fence_token.map_or(0, |t| t.0),
+                            w.describe()
+                        ),
+                        vec![],
+                        vec![w.joined.0, e.index],
+                    ));
+                }
+            }
+            Change::LockWaitEnded => match queues.place(resource, session).map(|p| &queues.queue(resource)[p]) {
+                None if !queues.ended.contains_key(&session) => out.push(violation(
+                    format!("index {} ended the wait of session {session} for {resource}, which was not waiting", e.index),
+                    vec![],
+                    vec![e.index],
+                )),
+                Some(w) if e.reason == Some(WaitEnd::Timeout) && e.at + margin < w.deadline => out.push(violation(
+                    format!("index {} timed out waiter {} on {resource} at {:.3}, before its deadline", e.index, w.describe(), e.at),
+                    vec![],
+                    vec![w.joined.0, e.index],
+                )),
+                _ => {}
+            },
+            _ => {}
+        }
+        queues.apply(e);
+    }
+    out
+}
+
+fn no_orphan_waiters(events: &[&Applied], fin: &FinalState) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut queues = Queues::default();
+    for e in events {
+        let Some(session) = e.session else { continue };
+        match e.change {
+            Change::LockWaiting => {
+                if let Some((how, at)) = queues.ended.get(&session) {
+                    out.push(violation(
+                        format!(
+                            "index {} queued session {session} for {}, but the session ended ({how:?}) at index {at}",
+                            e.index,
+                            e.resource.as_ref().map_or("?".to_string(), |r| r.to_string())
+                        ),
+                        vec![],
+                        vec![*at, e.index],
+                    ));
+                }
+            }
+            Change::SessionDeleted | Change::SessionExpired => {
+                for (resource, w) in queues.waits_of(session) {
+                    out.push(violation(
+                        format!("session {session} ended ({:?}) at index {} while still waiting for {resource} (joined at index {})", e.change, e.index, w.joined.0),
+                        vec![],
+                        vec![w.joined.0, e.index],
+                    ));
+                }
+            }
+            _ => {}
+        }
+        queues.apply(e);
+    }
+    // The final state. A session ended before the final reads only if its end is in the
+    // history before the settle marker: a later end may have come between the read of a queue
+    // and the read of the session, so a waiter that reads as expired or absent is one only if
+    // the history has no end for its session at all.
+    let ended_before_reads = |s: &SessionId| {
+        queues.ended.get(s).filter(|(_, at)| fin.settled.is_some_and(|settled| *at < settled)).copied()
+    };
+    for (resource, (waiters, length)) in &fin.waiters {
+        if waiters.len() as u64 != *length {
+            out.push(violation(format!("{resource} lists {} waiters at the end but a queue_length of {length}", waiters.len()), vec![], vec![]));
+        }
+        for s in waiters {
+            let read = fin.sessions.get(s).copied();
+            if let Some((how, at)) = ended_before_reads(s) {
+                out.push(violation(format!("session {s} is still waiting for {resource} at the end, but it ended ({how:?}) at index {at}"), vec![], vec![at]));
+            } else if matches!(read, Some(SessionFinal::Expired | SessionFinal::Absent)) && !queues.ended.contains_key(s) {
+                out.push(violation(format!("session {s} is still waiting for {resource} at the end, but reads as {:?}", read.unwrap_or(SessionFinal::Absent)), vec![], vec![]));
+            }
+        }
+    }
+    for (s, resources) in fin.waiting_for.iter().filter(|(_, rs)| !rs.is_empty()) {
+        if fin.sessions.get(s) == Some(&SessionFinal::Expired) {
+            out.push(violation(format!("session {s} reads as expired at the end but is waiting for {resources:?}"), vec![], vec![]));
+        } else if let Some((how, at)) = ended_before_reads(s) {
+            out.push(violation(format!("session {s} is waiting for {resources:?} at the end, but it ended ({how:?}) at index {at}"), vec![], vec![at]));
         }
     }
     out

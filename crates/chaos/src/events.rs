@@ -34,6 +34,30 @@ pub enum Change {
     SessionExpired,
     LockAcquired,
     LockReleased,
+    /// A session joined a resource's queue, or a retry moved its deadline.
+    LockWaiting,
+    /// A waiter left the queue without the lock.
+    LockWaitEnded,
+}
+
+/// Why a waiter left the queue without the lock (`lock_wait_ended`'s `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitEnd {
+    Timeout,
+    Cancelled,
+    SessionEnded,
+}
+
+impl WaitEnd {
+    fn parse(reason: &str) -> Option<WaitEnd> {
+        match reason {
+            "timeout" => Some(WaitEnd::Timeout),
+            "cancelled" => Some(WaitEnd::Cancelled),
+            "session_ended" => Some(WaitEnd::SessionEnded),
+            _ => None,
+        }
+    }
 }
 
 /// One applied change of the replicated history.
@@ -53,6 +77,20 @@ pub struct Applied {
     pub timeout_secs: Option<u64>,
     /// Session deleted or expired: the grants released with it.
     pub released: Vec<(Resource, FenceToken)>,
+    /// Lock acquired: handed to the head of the resource's queue (`"queued": true`), in the
+    /// entry that freed the lock.
+    pub queued: bool,
+    /// Lock acquired or waiting: the mode (`"exclusive"`).
+    pub mode: Option<String>,
+    /// Lock acquired or wait ended: how long the session waited, seconds.
+    pub waited: Option<f64>,
+    /// Lock waiting: when the wait began and its deadline, leader time (Unix seconds).
+    pub since: Option<f64>,
+    pub deadline: Option<f64>,
+    /// Lock waiting: the waiter's 1-based place in the queue (the event's `queue_length`).
+    pub place: Option<u64>,
+    /// Wait ended: why.
+    pub reason: Option<WaitEnd>,
 }
 
 /// Deduplication key and order: an entry can make several changes, so the index alone is not
@@ -99,6 +137,8 @@ pub fn parse(v: &Value) -> Option<Parsed> {
         "session_expired" => Change::SessionExpired,
         "lock_acquired" => Change::LockAcquired,
         "lock_released" => Change::LockReleased,
+        "lock_waiting" => Change::LockWaiting,
+        "lock_wait_ended" => Change::LockWaitEnded,
         "leader_changed" => {
             let what = format!("leader_changed: leader {} term {}", v["leader_id"], v["term"]);
             return Some(Parsed::Note { at, what });
@@ -127,6 +167,13 @@ pub fn parse(v: &Value) -> Option<Parsed> {
         fence_token: v["fence_token"].as_u64().map(FenceToken),
         timeout_secs: v["timeout"].as_u64(),
         released,
+        queued: v["queued"].as_bool().unwrap_or(false),
+        mode: v["mode"].as_str().map(str::to_string),
+        waited: v["waited"].as_f64(),
+        since: v["since"].as_f64(),
+        deadline: v["deadline"].as_f64(),
+        place: v["queue_length"].as_u64().filter(|_| change == Change::LockWaiting),
+        reason: v["reason"].as_str().and_then(WaitEnd::parse),
     }))
 }
 
@@ -161,7 +208,7 @@ impl Seen {
                     )),
                     Some(_) => {}
                     None => {
-                        self.applied.insert(key.clone(), event);
+                        self.applied.insert(key, event);
                     }
                 }
                 self.reported_by.entry(key).or_default().insert(node);
@@ -331,6 +378,28 @@ mod tests {
     }
 
     #[test]
+    fn the_events_of_waiting_are_parsed() {
+        let sid = "916ef6ea-9040-43ce-a3d2-ca0e086986ab";
+        let applied = |v: Value| match parse(&v) {
+            Some(Parsed::Applied(a)) => a,
+            other => panic!("{other:?}"),
+        };
+        let waiting = applied(json!({"type": "lock_waiting", "index": 11, "position": 2, "at": 5.0, "resource": "r",
+            "session_id": sid, "client_id": "c", "mode": "exclusive", "since": 5.0, "deadline": 8.0, "queue_length": 3}));
+        assert_eq!((waiting.change, waiting.key(), waiting.since, waiting.deadline, waiting.place), (Change::LockWaiting, (11, 2), Some(5.0), Some(8.0), Some(3)));
+        assert_eq!(waiting.mode.as_deref(), Some("exclusive"));
+        let ended = applied(json!({"type": "lock_wait_ended", "index": 12, "position": 0, "at": 8.1, "resource": "r",
+            "session_id": sid, "client_id": "c", "reason": "session_ended", "waited": 3.1}));
+        assert_eq!((ended.change, ended.reason, ended.waited, ended.place), (Change::LockWaitEnded, Some(WaitEnd::SessionEnded), Some(3.1), None));
+        let handed = applied(json!({"type": "lock_acquired", "index": 13, "position": 1, "at": 8.2, "resource": "r",
+            "session_id": sid, "client_id": "c", "fence_token": 9, "mode": "exclusive", "value": null, "waited": 3.2, "queued": true}));
+        assert!(handed.queued);
+        assert_eq!((handed.fence_token, handed.waited), (Some(FenceToken(9)), Some(3.2)));
+        let direct = applied(json!({"type": "lock_acquired", "index": 14, "at": 9.0, "resource": "r", "session_id": sid, "fence_token": 10}));
+        assert!(!direct.queued, "a grant without the new fields is a direct one");
+    }
+
+    #[test]
     fn a_replayed_event_is_one_fact_and_a_different_one_is_a_disagreement() {
         let mut seen = Seen::default();
         let event = |token| Applied {
@@ -343,6 +412,13 @@ mod tests {
             fence_token: Some(FenceToken(token)),
             timeout_secs: None,
             released: vec![],
+            queued: false,
+            mode: None,
+            waited: None,
+            since: None,
+            deadline: None,
+            place: None,
+            reason: None,
         };
         seen.add(1, Parsed::Applied(event(1)));
         seen.add(2, Parsed::Applied(event(1)));

@@ -63,6 +63,9 @@ pub struct Op {
     pub fence_token: Option<FenceToken>,
     /// Create: the session timeout asked for, in seconds.
     pub timeout_secs: Option<u64>,
+    /// Acquire that waits in the resource's queue: the `wait` asked for, in seconds (`None` for
+    /// a try-lock).
+    pub wait_secs: Option<u64>,
     /// Seconds since the run started.
     pub invoke: f64,
     pub complete: f64,
@@ -137,6 +140,7 @@ pub fn op(client: &str, node: u8, kind: OpKind, invoke: f64) -> Op {
         resource: None,
         fence_token: None,
         timeout_secs: None,
+        wait_secs: None,
         invoke,
         complete: invoke,
         outcome: Outcome::Unknown,

@@ -49,9 +49,19 @@ struct Config {
     /// Clients that hold a kept-alive session and cycle acquire, fenced write, release.
     #[arg(long, default_value_t = 8)]
     lock_clients: usize,
+    /// How many of the lock clients wait in the resource's queue instead of trying and polling.
+    #[arg(long, default_value_t = 4)]
+    waiting_clients: usize,
+    /// The longest wait a client asks for, in seconds (each wait is 1 s to this).
+    #[arg(long, default_value_t = 4)]
+    max_wait: u64,
     /// Clients that create short sessions, sometimes lock, and delete them.
     #[arg(long, default_value_t = 2)]
     churn_clients: usize,
+    /// Clients that play a queue of two on a resource of their own (hand-off, cancel,
+    /// deadline, session end), and now and then wait for a hot resource and end the session.
+    #[arg(long, default_value_t = 2)]
+    queue_clients: usize,
     /// How many hot resources the clients contend for.
     #[arg(long, default_value_t = 3)]
     resources: usize,
@@ -66,7 +76,8 @@ struct Config {
     /// faults too.
     #[arg(long, default_value_t = 500)]
     snapshot_every: u64,
-    /// Check 5's margin in seconds, for differences in reading the one machine's clock.
+    /// Check 5's margin in seconds, for differences in reading the one machine's clock (check 9
+    /// allows it to the time stamp of a wait's timeout too).
     #[arg(long, default_value_t = 0.5)]
     expiry_margin: f64,
     /// Check 6's bound in seconds: a write must succeed this soon after the last heal.
@@ -99,6 +110,9 @@ async fn main() -> ExitCode {
             seed,
             lock_clients: config.lock_clients,
             churn_clients: config.churn_clients,
+            queue_clients: config.queue_clients,
+            waiting_clients: config.waiting_clients,
+            max_wait: config.max_wait,
             resources,
             session_timeout: config.session_timeout,
             keepalive_every: config.keepalive_every,

@@ -61,6 +61,44 @@ impl Report<'_> {
         out
     }
 
+    /// The waiting acquires by how they ended: `granted`, or the error code, or what went wrong.
+    fn waits(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for op in self.evidence.ops.iter().filter(|o| o.wait_secs.is_some()) {
+            let how = match (op.outcome, &op.error) {
+                (Outcome::Ok, _) => "granted".to_string(),
+                (_, Some(e)) if e.starts_with("transport") => "transport error".to_string(),
+                (_, Some(e)) => e.clone(),
+                (_, None) => format!("status {:?}", op.status),
+            };
+            *out.entry(how).or_default() += 1;
+        }
+        out
+    }
+
+    /// The queue in the replicated history: `lock_waiting` events (those whose `since` is
+    /// earlier than their `at` come from a retry that moved the deadline), waits ended by
+    /// reason, grants from the queue.
+    fn queue_events(&self) -> Value {
+        let events = &self.replicated.events;
+        let joined = events.iter().filter(|e| e.change == Change::LockWaiting).count();
+        let retries = events.iter().filter(|e| e.change == Change::LockWaiting && e.since.is_some_and(|since| since < e.at)).count();
+        let mut ended: BTreeMap<String, usize> = BTreeMap::new();
+        for e in events.iter().filter(|e| e.change == Change::LockWaitEnded) {
+            let reason = e.reason.map_or("unknown".to_string(), |r| format!("{r:?}"));
+            *ended.entry(reason).or_default() += 1;
+        }
+        let handed = events.iter().filter(|e| e.change == Change::LockAcquired && e.queued).count();
+        let waited: Vec<f64> = events.iter().filter(|e| e.change == Change::LockAcquired && e.queued).filter_map(|e| e.waited).collect();
+        json!({
+            "lock_waiting": joined,
+            "lock_waiting_retries": retries,
+            "wait_ended_by_reason": ended,
+            "grants_from_the_queue": handed,
+            "longest_wait_granted_secs": waited.iter().copied().fold(0.0, f64::max),
+        })
+    }
+
     fn faults_by_kind(&self) -> BTreeMap<&'static str, usize> {
         let mut out = BTreeMap::new();
         for f in self.faults {
@@ -138,6 +176,7 @@ impl Report<'_> {
                 "by_outcome": self.by_outcome(),
                 "by_kind": by_kind,
                 "not_ok_by_reason": self.errors(),
+                "waits_by_end": self.waits(),
             },
             "faults": {
                 "total": self.faults.len(),
@@ -151,11 +190,15 @@ impl Report<'_> {
                 "highest_index": highest_index,
                 "events_per_node": self.replicated.per_node,
                 "stream_connections_per_node": self.replicated.connections,
+                "queue": self.queue_events(),
             },
             "final_state": {
                 "fence_counter": fin.fence_counter,
                 "locks": fin.locks,
                 "sessions": sessions,
+                "waiters": fin.waiters,
+                "waiting_for": fin.waiting_for,
+                "settle_marker_index": fin.settled,
                 "liveness_secs": fin.liveness,
             },
             "checks": checks,
@@ -195,6 +238,9 @@ impl Report<'_> {
             let reasons: Vec<String> = reasons.iter().map(|(why, n)| format!("{why} {n}")).collect();
             s += &format!("    {kind} not ok: {}\n", reasons.join(", "));
         }
+        let waits: Vec<String> = self.waits().iter().map(|(how, n)| format!("{how} {n}")).collect();
+        let waits_total: usize = self.waits().values().sum();
+        s += &format!("  of the acquires, {waits_total} waited in the queue: {}\n", waits.join(", "));
         let kinds: Vec<String> = self.faults_by_kind().iter().map(|(k, n)| format!("{k} {n}")).collect();
         let worst = self.faults.iter().filter_map(|f| f.recovered_after).fold(0.0, f64::max);
         s += &format!("faults: {} ({}); slowest recovery after a heal {worst:.2}s\n", self.faults.len(), kinds.join(", "));
@@ -206,6 +252,15 @@ impl Report<'_> {
             self.replicated.events.iter().map(|e| e.index).max().unwrap_or(0),
             fin.fence_counter,
             fin.liveness.map_or("(none)".to_string(), |l| format!("{l:.2}s"))
+        );
+        let queue = self.queue_events();
+        s += &format!(
+            "queue: {} lock_waiting ({} of them retries), waits ended {}, {} grants from the queue (longest wait {:.2}s)\n",
+            queue["lock_waiting"],
+            queue["lock_waiting_retries"],
+            queue["wait_ended_by_reason"],
+            queue["grants_from_the_queue"],
+            queue["longest_wait_granted_secs"].as_f64().unwrap_or(0.0)
         );
         s += "checks:\n";
         for r in self.results {

@@ -3,6 +3,7 @@
 //! liveness; stop the clients; wait until every node's event stream has caught up; read the
 //! final state; check; report.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::check::{check, Evidence, FinalState, Limits, SessionFinal};
 use crate::cluster::{self, Cluster, NodeId};
-use crate::events::Collector;
+use crate::events::{Change, Collector};
 use crate::firewall::{self, Firewall};
 use crate::history::History;
 use crate::nemesis::{self, Pacing};
@@ -89,10 +90,15 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
 
     workload.stop_clients().await;
     let leader = cluster.wait_for_leader(&http, Duration::from_secs(30)).await?;
-    settle(&api, &collector, &cluster.ids()).await;
-    let final_state = read_final_state(&api, leader, &history, &config.workload.resources, liveness).await?;
+    let marker = settle(&api, &collector, &cluster.ids()).await;
+    let mut final_state = read_final_state(&api, leader, &history, &config.workload.all_resources(), liveness).await?;
     workload.stop_keepers().await;
     let replicated = collector.finish().await;
+    final_state.settled = replicated
+        .events
+        .iter()
+        .find(|e| e.change == Change::SessionCreated && e.session.is_some() && e.session == marker)
+        .map(|e| e.index);
 
     let evidence = Evidence {
         ops: history.take_ops(),
@@ -105,6 +111,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
     let settings = json!({
         "lock_clients": config.workload.lock_clients,
         "churn_clients": config.workload.churn_clients,
+        "queue_clients": config.workload.queue_clients,
+        "waiting_clients": config.workload.waiting_clients,
+        "max_wait_secs": config.workload.max_wait,
         "resources": config.workload.resources,
         "session_timeout_secs": config.workload.session_timeout,
         "keepalive_every_secs": config.workload.keepalive_every.as_secs_f64(),
@@ -134,15 +143,19 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
 }
 
 /// Waits until every node's event stream has delivered everything applied before now: creates
-/// a marker session and waits until each stream has shown its creation.
-async fn settle(api: &Api, collector: &Collector, nodes: &[NodeId]) {
+/// a marker session and waits until each stream has shown its creation. Returns the marker.
+async fn settle(api: &Api, collector: &Collector, nodes: &[NodeId]) -> Option<SessionId> {
     match api.create_anywhere("marker", 3600, Duration::from_secs(30), Duration::from_millis(200)).await {
         Some((marker, _, _)) => {
             if !collector.wait_for_creation(marker, nodes, Duration::from_secs(30)).await {
                 println!("warning: not every node's event stream caught up within 30 s");
             }
+            Some(marker)
         }
-        None => println!("warning: could not create the marker session; the event history may be short"),
+        None => {
+            println!("warning: could not create the marker session; the event history may be short");
+            None
+        }
     }
 }
 
@@ -159,8 +172,9 @@ async fn read(api: &Api, node: NodeId, path: &str) -> anyhow::Result<(u16, serde
     bail!("GET {path} on node {node} did not answer")
 }
 
-/// Reads, linearizably through `node`, the fence counter, every resource's holder and every
-/// session a client was told it created.
+/// Reads, linearizably through `node`, the fence counter, every resource's holder and waiters,
+/// then every session a client was told it created or that was listed as a waiter, with what
+/// it waits for.
 async fn read_final_state(
     api: &Api,
     node: NodeId,
@@ -170,7 +184,8 @@ async fn read_final_state(
 ) -> anyhow::Result<FinalState> {
     let (_, stats) = read(api, node, "/admin/stats").await?;
     let fence_counter = stats["fence_counter"].as_u64().context("no fence_counter in /admin/stats")?;
-    let mut locks = std::collections::BTreeMap::new();
+    let mut locks = BTreeMap::new();
+    let mut waiters = BTreeMap::new();
     for r in resources {
         let (_, body) = read(api, node, &format!("/admin/locks/{r}")).await?;
         let holder = match (body["session_id"].as_str().and_then(SessionId::parse), body["fence_token"].as_u64()) {
@@ -178,9 +193,13 @@ async fn read_final_state(
             _ => None,
         };
         locks.insert(r.clone(), holder);
+        let queue: Vec<SessionId> =
+            body["waiters"].as_array().into_iter().flatten().filter_map(|w| w["session_id"].as_str().and_then(SessionId::parse)).collect();
+        waiters.insert(r.clone(), (queue, body["queue_length"].as_u64().unwrap_or(0)));
     }
-    let created = history.created_sessions();
-    let reads = stream::iter(created)
+    let mut to_read: BTreeSet<SessionId> = history.created_sessions().into_iter().collect();
+    to_read.extend(waiters.values().flat_map(|(queue, _)| queue.iter().copied()));
+    let reads = stream::iter(to_read)
         .map(|s| async move {
             let (status, body) = read(api, node, &format!("/sessions/{s}")).await?;
             let state = match (status, body["is_expired"].as_bool()) {
@@ -188,12 +207,21 @@ async fn read_final_state(
                 (_, Some(true)) => SessionFinal::Expired,
                 _ => SessionFinal::Live,
             };
-            anyhow::Ok((s, state))
+            let waiting_for: Vec<Resource> =
+                body["waiting_for"].as_array().into_iter().flatten().filter_map(|r| Resource::new(r.as_str()?).ok()).collect();
+            anyhow::Ok((s, state, waiting_for))
         })
         .buffer_unordered(8)
         .collect::<Vec<_>>()
         .await;
-    let sessions = reads.into_iter().collect::<anyhow::Result<_>>()?;
-    Ok(FinalState { fence_counter, locks, sessions, liveness })
+    let (mut sessions, mut waiting_for) = (BTreeMap::new(), BTreeMap::new());
+    for read in reads {
+        let (s, state, resources) = read?;
+        sessions.insert(s, state);
+        if !resources.is_empty() {
+            waiting_for.insert(s, resources);
+        }
+    }
+    Ok(FinalState { fence_counter, locks, sessions, waiters, waiting_for, settled: None, liveness })
 }
 

@@ -9,12 +9,27 @@
 //!   in a long GC pause would: its keepalives stop, its session expires, and when it wakes it
 //!   writes with its old token, which the fenced store must refuse if anyone took the lock
 //!   since. Then it opens a new session.
+//!   One hold in `LONG_HOLD_ODDS` lasts a second or two, long enough for waiters to run into
+//!   their deadlines.
+//! - The first `waiting_clients` lock clients wait in the resource's queue (`{"wait": W}`, W
+//!   from 1 s to `max_wait`) instead of trying and polling. One wait in `CANCEL_ODDS` is
+//!   abandoned early by dropping the connection, which cancels it.
 //! - Churn clients open short sessions without keepalives, sometimes take a lock, and delete
 //!   them, or now and then leave one that holds nothing to expire.
+//! - Queue clients, with sessions without keepalives too, mostly play a queue of two on their
+//!   own resource (`queue_scenario`): one session holds it, another waits for it, and the
+//!   holder lets go (release or delete) at a random moment while the waiter waits, has given
+//!   up, or has run into its deadline, or the waiter's session is deleted first; so the
+//!   hand-off, the cancel, the timeout and the session end each happen, and race, without a
+//!   hot lock being held for seconds. Now and then one waits for a hot resource and deletes
+//!   its session while the wait may still be open (`wait_and_end`).
 //!
 //! A client retries an attempt whose outcome it cannot know until it gets a definite answer
-//! (acquire is idempotent, release answers `LOCK_NOT_HELD` once done), so it always knows what
-//! it holds. Every loop ends when the run tells it to stop; requests have client time-outs.
+//! (acquire is idempotent, a retried wait keeps its place, release answers `LOCK_NOT_HELD` once
+//! done), so it always knows what it holds. After a wait it abandoned, or one that ran out of
+//! time without a definite answer, it waits until its session no longer waits for the resource
+//! and then asks with a try-lock, which tells whether the wait was granted (`resolve`). Every
+//! loop ends when the run tells it to stop; requests have client time-outs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +60,18 @@ const STALL_ODDS: u64 = 2000;
 const ABANDON_ODDS: u64 = 10;
 /// Pause between retries of an attempt whose outcome was not definite.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// One hold in this many lasts `LONG_HOLD`, so that waiters behind it reach their deadlines.
+const LONG_HOLD_ODDS: u64 = 40;
+const LONG_HOLD: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(2));
+/// One wait in this many is abandoned by dropping the connection before its deadline.
+const CANCEL_ODDS: u64 = 6;
+/// One round of a queue client in this many is a `wait_and_end` on a hot resource; the others
+/// are `queue_scenario`s on its own resource.
+const WAIT_AND_END_ODDS: u64 = 3;
+/// How long past a wait's deadline `resolve` lets the service take the session out of the
+/// queue (the cancel comes 2 s after the disconnect; a fault may delay it) before it gives up
+/// and deletes the session.
+const RESOLVE_SLACK: Duration = Duration::from_secs(10);
 
 /// What the workload does; see the module docs.
 #[derive(Debug, Clone)]
@@ -52,10 +79,28 @@ pub struct Settings {
     pub seed: u64,
     pub lock_clients: usize,
     pub churn_clients: usize,
+    /// Clients that play `queue_scenario`s and `wait_and_end`s.
+    pub queue_clients: usize,
     pub resources: Vec<Resource>,
+    /// How many of the lock clients wait in the queue instead of polling.
+    pub waiting_clients: usize,
+    /// The longest wait asked for, seconds.
+    pub max_wait: u64,
     /// Session timeout, seconds.
     pub session_timeout: u64,
     pub keepalive_every: Duration,
+}
+
+impl Settings {
+    /// The resource of queue client `k`'s `queue_scenario`.
+    pub fn queue_resource(k: usize) -> Resource {
+        Resource::new(&format!("queue-{k}")).expect("a valid name")
+    }
+
+    /// Every resource the workload uses: the hot ones and the queue clients' own.
+    pub fn all_resources(&self) -> Vec<Resource> {
+        self.resources.iter().cloned().chain((0..self.queue_clients).map(Settings::queue_resource)).collect()
+    }
 }
 
 /// One answer, classified.
@@ -132,8 +177,13 @@ impl Api {
     }
 
     /// Sends an attempt described by `op` and records it, completed.
-    async fn attempt(&self, mut op: Op, method: reqwest::Method, path: &str, body: Option<Value>, timeout: Duration) -> Answer {
+    async fn attempt(&self, op: Op, method: reqwest::Method, path: &str, body: Option<Value>, timeout: Duration) -> Answer {
         let answer = self.send(op.node, method, path, body, timeout).await;
+        self.complete(op, answer)
+    }
+
+    /// Records `op`, completed now with `answer`.
+    fn complete(&self, mut op: Op, answer: Answer) -> Answer {
         op.complete = self.history.now();
         op.outcome = answer.outcome;
         op.status = answer.status;
@@ -193,6 +243,38 @@ impl Api {
         o.resource = Some(resource.clone());
         let path = format!("/sessions/{session}/locks/{resource}");
         self.attempt(o, reqwest::Method::POST, &path, None, WRITE_TIMEOUT).await
+    }
+
+    /// An acquire that waits up to `wait_secs` in the resource's queue. With `cancel_after`,
+    /// the client gives up that soon and drops the connection, which cancels the wait; the
+    /// attempt is then unknown (`cancelled`): the grant may have come first.
+    pub async fn acquire_wait(
+        &self,
+        client: &str,
+        node: NodeId,
+        session: SessionId,
+        resource: &Resource,
+        wait_secs: u64,
+        cancel_after: Option<Duration>,
+    ) -> Answer {
+        let mut o = op(client, node, OpKind::Acquire, self.history.now());
+        o.session = Some(session);
+        o.resource = Some(resource.clone());
+        o.wait_secs = Some(wait_secs);
+        let path = format!("/sessions/{session}/locks/{resource}");
+        let body = Some(json!({"wait": wait_secs}));
+        // The server answers by the deadline, or with 503 within its request deadline after.
+        let send = self.send(node, reqwest::Method::POST, &path, body, WRITE_TIMEOUT + Duration::from_secs(wait_secs));
+        let answer = match cancel_after {
+            None => send.await,
+            Some(after) => tokio::time::timeout(after, send).await.unwrap_or_else(|_| Answer {
+                outcome: Outcome::Unknown,
+                status: None,
+                body: Value::Null,
+                error: Some("cancelled".into()),
+            }),
+        };
+        self.complete(o, answer)
     }
 
     pub async fn release(&self, client: &str, node: NodeId, session: SessionId, resource: &Resource, token: FenceToken) -> Answer {
@@ -292,6 +374,9 @@ impl Workload {
         for k in 0..settings.churn_clients {
             clients.push(tokio::spawn(churn_client(ctx.clone(), k)));
         }
+        for k in 0..settings.queue_clients {
+            clients.push(tokio::spawn(queue_client(ctx.clone(), k)));
+        }
         Workload { stops, clients, keepers }
     }
 
@@ -369,6 +454,74 @@ async fn acquire(ctx: &Ctx, client: &str, session: SessionId, resource: &Resourc
     }
 }
 
+/// Waits for `resource` in its queue for 1 s to `max_wait`, retrying an attempt without a
+/// definite answer while the wait has time left (the retry keeps the place); one wait in
+/// `CANCEL_ODDS` is abandoned early. When the client cannot know whether it was granted, it
+/// finds out with `resolve`.
+async fn wait_for(ctx: &Ctx, client: &str, session: SessionId, resource: &Resource, rng: &mut Rng) -> Acquired {
+    let wait = Duration::from_secs(1 + rng.below(ctx.settings.max_wait.max(1)));
+    let cancel_at = rng.one_in(CANCEL_ODDS).then(|| Duration::from_millis(100 + rng.below(wait.as_millis() as u64)));
+    let started = Instant::now();
+    loop {
+        let left = wait.saturating_sub(started.elapsed());
+        let cancel_after = cancel_at.map(|at| at.saturating_sub(started.elapsed()));
+        if cancel_after.is_some_and(|after| after.is_zero()) {
+            // A retry went past the point where this wait is abandoned.
+            return resolve(ctx, client, session, resource, wait, rng).await;
+        }
+        let wait_secs = left.as_secs_f64().ceil().max(1.0) as u64;
+        let answer = ctx.api.acquire_wait(client, ctx.random_node(rng), session, resource, wait_secs, cancel_after).await;
+        match (answer.outcome, answer.status) {
+            (Outcome::Ok, _) => match answer.body["fence_token"].as_u64() {
+                Some(t) => return Acquired::Held(FenceToken(t)),
+                None => return Acquired::SessionGone,
+            },
+            // The deadline (`LOCK_HELD`), or a refusal (`QUEUE_FULL`, `LOCK_DELAYED`).
+            (Outcome::Fail, Some(409)) => return Acquired::Busy,
+            (Outcome::Fail, Some(404 | 410)) => return Acquired::SessionGone,
+            _ => {}
+        }
+        if ctx.stopping() {
+            return Acquired::Stopped;
+        }
+        if answer.error.as_deref() == Some("cancelled") || started.elapsed() >= wait {
+            return resolve(ctx, client, session, resource, wait, rng).await;
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// After a wait whose outcome the client does not know: waits until its session no longer
+/// waits for `resource` (the cancel or the deadline took it out of the queue, or it was
+/// granted), then asks with a try-lock, which answers 200 with the token if the wait was
+/// granted. If the session still waits after `wait` and `RESOLVE_SLACK`, deletes it: a grant
+/// the client did not know of would keep a hot lock for good.
+async fn resolve(ctx: &Ctx, client: &str, session: SessionId, resource: &Resource, wait: Duration, rng: &mut Rng) -> Acquired {
+    let until = Instant::now() + wait + RESOLVE_SLACK;
+    loop {
+        if ctx.stopping() {
+            return Acquired::Stopped;
+        }
+        if Instant::now() >= until {
+            delete(ctx, client, session, rng).await;
+            return Acquired::SessionGone;
+        }
+        match ctx.api.get(ctx.random_node(rng), &format!("/sessions/{session}"), KEEPALIVE_TIMEOUT).await {
+            Some((404 | 410, _)) => return Acquired::SessionGone,
+            Some((200, body)) if body["is_expired"] == true => return Acquired::SessionGone,
+            Some((200, body)) => {
+                let waiting = body["waiting_for"].as_array().is_some_and(|rs| rs.iter().any(|r| r.as_str() == Some(resource.as_str())));
+                if !waiting {
+                    break;
+                }
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    acquire(ctx, client, session, resource, rng).await
+}
+
 /// Releases until the answer is definite. Returns false if the session turned out to be gone.
 async fn release(ctx: &Ctx, client: &str, session: SessionId, resource: &Resource, token: FenceToken, rng: &mut Rng) -> bool {
     loop {
@@ -430,6 +583,7 @@ async fn keeper(ctx: Arc<Ctx>, name: String, session: SessionId, alive: Arc<Atom
 
 async fn lock_client(ctx: Arc<Ctx>, k: usize) {
     let name = format!("lock-{k}");
+    let waits = k < ctx.settings.waiting_clients;
     let mut rng = Rng::derive(ctx.settings.seed, 100 + k as u64);
     let mut owned: Option<Owned> = None;
     while !ctx.stopping() {
@@ -446,10 +600,20 @@ async fn lock_client(ctx: Arc<Ctx>, k: usize) {
             }
         };
         let resource = rng.pick(&ctx.settings.resources).clone();
-        match acquire(&ctx, &name, session, &resource, &mut rng).await {
+        let acquired = if waits {
+            wait_for(&ctx, &name, session, &resource, &mut rng).await
+        } else {
+            acquire(&ctx, &name, session, &resource, &mut rng).await
+        };
+        match acquired {
             Acquired::Held(token) => {
                 ctx.store.write(&name, &resource, token);
-                tokio::time::sleep(Duration::from_millis(5 + rng.below(20))).await;
+                let hold = if rng.one_in(LONG_HOLD_ODDS) {
+                    LONG_HOLD.0 + Duration::from_millis(rng.below((LONG_HOLD.1 - LONG_HOLD.0).as_millis() as u64))
+                } else {
+                    Duration::from_millis(5 + rng.below(20))
+                };
+                tokio::time::sleep(hold).await;
                 ctx.store.write(&name, &resource, token);
                 if rng.one_in(STALL_ODDS) {
                     if let Some(o) = owned.take() {
@@ -484,6 +648,56 @@ async fn lock_client(ctx: Arc<Ctx>, k: usize) {
     }
 }
 
+/// A queue of two on `resource`, which nobody else uses: session `holder` takes it, session
+/// `waiter` waits 3 s to `max_wait` for it (abandoning it within a second, one time in two), and
+/// at a random moment up to 3 s past the waiter's deadline the holder releases it or is
+/// deleted, or the waiter is deleted and then the holder releases. Then the waiter finds out
+/// what it got and both sessions are deleted.
+async fn queue_scenario(ctx: &Ctx, client: &str, resource: &Resource, rng: &mut Rng) {
+    let timeout = ctx.settings.session_timeout;
+    let Some(holder) = ctx.api.create_session(client, ctx.random_node(rng), timeout).await else { return };
+    let Some(waiter) = ctx.api.create_session(client, ctx.random_node(rng), timeout).await else {
+        delete(ctx, client, holder, rng).await;
+        return;
+    };
+    if let Acquired::Held(token) = acquire(ctx, client, holder, resource, rng).await {
+        ctx.store.write(client, resource, token);
+        let wait = 3 + rng.below(ctx.settings.max_wait.max(3) - 2);
+        // Early, so that the cancel (2 s after the disconnect) usually comes before the deadline.
+        let cancel_after = rng.one_in(2).then(|| Duration::from_millis(100 + rng.below(900)));
+        let (api, name, node, r) = (ctx.api.clone(), client.to_string(), ctx.random_node(rng), resource.clone());
+        let waiting = tokio::spawn(async move { api.acquire_wait(&name, node, waiter, &r, wait, cancel_after).await });
+        // Up to 3 s past the deadline: long enough for a cancel (2 s after the disconnect) too.
+        tokio::time::sleep(Duration::from_millis(200 + rng.below(wait * 1000 + 3000))).await;
+        match rng.below(4) {
+            0 => delete(ctx, client, holder, rng).await,
+            1 => {
+                // The waiter's session ends first: its wait with it.
+                delete(ctx, client, waiter, rng).await;
+                release(ctx, client, holder, resource, token, rng).await;
+            }
+            _ => {
+                release(ctx, client, holder, resource, token, rng).await;
+            }
+        }
+        let answer = waiting.await.ok();
+        let granted = match answer {
+            Some(a) if a.outcome == Outcome::Ok => a.body["fence_token"].as_u64().map(FenceToken),
+            Some(a) if a.outcome == Outcome::Fail => None,
+            // Abandoned or lost: did the grant come first?
+            _ => match resolve(ctx, client, waiter, resource, Duration::from_secs(wait), rng).await {
+                Acquired::Held(token) => Some(token),
+                _ => None,
+            },
+        };
+        if let Some(token) = granted {
+            ctx.store.write(client, resource, token);
+        }
+    }
+    delete(ctx, client, waiter, rng).await;
+    delete(ctx, client, holder, rng).await;
+}
+
 async fn churn_client(ctx: Arc<Ctx>, k: usize) {
     let name = format!("churn-{k}");
     let mut rng = Rng::derive(ctx.settings.seed, 500 + k as u64);
@@ -504,6 +718,34 @@ async fn churn_client(ctx: Arc<Ctx>, k: usize) {
             if may_hold || !rng.one_in(ABANDON_ODDS) {
                 delete(&ctx, &name, session, &mut rng).await;
             }
+        }
+        tokio::time::sleep(Duration::from_millis(50 + rng.below(150))).await;
+    }
+}
+
+/// Waits for a hot resource with a session of its own, and deletes the session while the wait
+/// may still be open: the session's end must take it out of the queue. A grant that came first
+/// is not used; the delete releases it.
+async fn wait_and_end(ctx: &Ctx, client: &str, rng: &mut Rng) {
+    let Some(session) = ctx.api.create_session(client, ctx.random_node(rng), ctx.settings.session_timeout).await else { return };
+    let resource = rng.pick(&ctx.settings.resources).clone();
+    let wait = 1 + rng.below(ctx.settings.max_wait.max(1));
+    let (api, name, node) = (ctx.api.clone(), client.to_string(), ctx.random_node(rng));
+    let waiting = tokio::spawn(async move { api.acquire_wait(&name, node, session, &resource, wait, None).await });
+    tokio::time::sleep(Duration::from_millis(100 + rng.below(wait * 1000))).await;
+    delete(ctx, client, session, rng).await;
+    let _ = waiting.await;
+}
+
+async fn queue_client(ctx: Arc<Ctx>, k: usize) {
+    let name = format!("queue-{k}");
+    let own = Settings::queue_resource(k);
+    let mut rng = Rng::derive(ctx.settings.seed, 700 + k as u64);
+    while !ctx.stopping() {
+        if rng.one_in(WAIT_AND_END_ODDS) {
+            wait_and_end(&ctx, &name, &mut rng).await;
+        } else {
+            queue_scenario(&ctx, &name, &own, &mut rng).await;
         }
         tokio::time::sleep(Duration::from_millis(50 + rng.below(150))).await;
     }

@@ -257,9 +257,9 @@ impl LockState {
         let held = self.sessions.get(&session_id).map(|s| s.locks.clone()).unwrap_or_default();
         let released = self.release_all(session_id, &held);
         self.sessions.remove(&session_id);
-        effects.push(Effect::SessionDeleted { session_id, client_id, released: released.clone() });
+        effects.push(Effect::SessionDeleted { session_id, client_id: client_id.clone(), released: released.clone() });
         for grant in &released {
-            self.hand_off(&grant.resource, now, effects);
+            self.hand_off(&grant.resource, now, self.held_by(grant, &client_id), effects);
         }
         Ok(Applied::SessionDeleted { session_id, released })
     }
@@ -283,9 +283,13 @@ impl LockState {
         }
         if session.waiting.contains(&resource) {
             // A try-lock from a queued session is refused like anyone's and leaves its place
-            // alone; a wait keeps the place.
+            // alone; a wait keeps the place, unless that wait's deadline has passed already
+            // (the leader's tick has not removed it yet): that wait is over, and this is a new one.
             match self.unavailable(&resource, now) {
                 Some(blocked) if deadline <= now => return Err(blocked),
+                _ if self.queued_until(session_id, &resource).is_some_and(|d| d <= now) => {
+                    self.leave_queue(session_id, &resource, WaitEnd::Timeout, now, effects);
+                }
                 _ => return Ok(self.rejoin(session_id, client_id, resource, deadline, effects)),
             }
         }
@@ -378,8 +382,9 @@ impl LockState {
             session.locks.remove(&resource);
         }
         let grant = Grant { resource, session_id, fence_token: lock.fence_token, acquired_at: lock.acquired_at };
+        let freed_from = self.held_by(&grant, &client_id);
         effects.push(Effect::LockReleased { grant: grant.clone(), client_id });
-        self.hand_off(&grant.resource, now, effects);
+        self.hand_off(&grant.resource, now, freed_from, effects);
         Ok(Applied::Released { grant })
     }
 
@@ -401,10 +406,10 @@ impl LockState {
             let held = std::mem::take(&mut session.locks);
             self.expired_index.insert((now, session_id));
             let released = self.release_all(session_id, &held);
-            effects.push(Effect::SessionExpired { session_id, client_id, released: released.clone() });
+            effects.push(Effect::SessionExpired { session_id, client_id: client_id.clone(), released: released.clone() });
             for grant in &released {
                 if lock_delay == LockDelay::NONE {
-                    self.hand_off(&grant.resource, now, effects);
+                    self.hand_off(&grant.resource, now, self.held_by(grant, &client_id), effects);
                 } else {
                     let until = now.saturating_add_millis(lock_delay.millis());
                     self.delays.insert(grant.resource.clone(), until);
@@ -433,7 +438,8 @@ impl LockState {
                 break;
             }
             self.end_delay(&resource);
-            if self.hand_off(&resource, now, effects) {
+            let delayed = DomainError::LockDelayed { resource: resource.clone(), until, queue_length: self.queue_len(&resource) as u64 };
+            if self.hand_off(&resource, now, Some(delayed), effects) {
                 handed_off += 1;
             }
         }
@@ -492,8 +498,9 @@ impl LockState {
 
     /// Gives a resource that just became free (and is not delayed) to the first waiter whose
     /// deadline has not passed; waiters past their deadline that are in the way leave the
-    /// queue. Returns whether someone got it.
-    fn hand_off(&mut self, resource: &Resource, now: UnixMillis, effects: &mut Vec<Effect>) -> bool {
+    /// queue. `freed_from` is what held it until now, which is what a waiter that timed out
+    /// was waiting behind. Returns whether someone got it.
+    fn hand_off(&mut self, resource: &Resource, now: UnixMillis, freed_from: Option<DomainError>, effects: &mut Vec<Effect>) -> bool {
         let mark = effects.len();
         let mut granted = false;
         while let Some(waiter) = self.queues.get_mut(resource).and_then(VecDeque::pop_front) {
@@ -522,7 +529,7 @@ impl LockState {
         if self.queues.get(resource).is_some_and(VecDeque::is_empty) {
             self.queues.remove(resource);
         }
-        self.explain_timeouts(resource, now, &mut effects[mark..]);
+        self.explain_timeouts(resource, freed_from, &mut effects[mark..]);
         granted
     }
 
@@ -542,7 +549,15 @@ impl LockState {
             }
             None => ClientId::new("unknown").expect("valid literal"),
         };
-        let blocked_by = if reason == WaitEnd::SessionEnded { None } else { self.unavailable(resource, now) };
+        let blocked_by = match reason {
+            WaitEnd::SessionEnded => None,
+            // Still held, or under a lock-delay (one that ends in this same tick still stood in
+            // the way until now).
+            _ => self.unavailable(resource, now).or_else(|| {
+                let until = self.delayed_until(resource)?;
+                Some(DomainError::LockDelayed { resource: resource.clone(), until, queue_length: self.queue_len(resource) as u64 })
+            }),
+        };
         let waited_ms = waited(waiter.since, now);
         effects.push(Effect::LockWaitEnded { resource: resource.clone(), session_id, client_id, reason, waited_ms, blocked_by });
     }
@@ -561,15 +576,33 @@ impl LockState {
         }
     }
 
-    /// Fills in, for the waits that just timed out on `resource`, what stood in their way.
-    fn explain_timeouts(&self, resource: &Resource, now: UnixMillis, effects: &mut [Effect]) {
+    /// Fills in, for the waits that just timed out on `resource` while it was being handed on,
+    /// what stood in their way: what held it until then.
+    fn explain_timeouts(&self, resource: &Resource, freed_from: Option<DomainError>, effects: &mut [Effect]) {
         for effect in effects {
             if let Effect::LockWaitEnded { resource: r, reason: WaitEnd::Timeout, blocked_by, .. } = effect {
                 if r == resource {
-                    *blocked_by = self.unavailable(resource, now);
+                    blocked_by.clone_from(&freed_from);
                 }
             }
         }
+    }
+
+    /// The refusal a waiter behind `grant` got, as that grant stood.
+    fn held_by(&self, grant: &Grant, holder_client: &ClientId) -> Option<DomainError> {
+        Some(DomainError::LockHeld {
+            resource: grant.resource.clone(),
+            holder: grant.session_id,
+            holder_client: holder_client.clone(),
+            fence_token: grant.fence_token,
+            since: grant.acquired_at,
+            queue_length: self.queue_len(&grant.resource) as u64,
+        })
+    }
+
+    /// The deadline of the session's entry in `resource`'s queue, if it has one.
+    fn queued_until(&self, session_id: SessionId, resource: &Resource) -> Option<UnixMillis> {
+        self.queue(resource).find(|w| w.session_id == session_id).map(|w| w.deadline)
     }
 
     // ---- reads ----
@@ -637,6 +670,11 @@ impl LockState {
 
     pub fn fence_counter(&self) -> u64 {
         self.fence_counter
+    }
+
+    /// The latest time any applied command carried (command times are clamped to it).
+    pub fn clock(&self) -> UnixMillis {
+        self.clock
     }
 
     /// The sessions waiting for `resource`, head first.

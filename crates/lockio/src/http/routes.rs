@@ -84,7 +84,8 @@ pub async fn acquire(
         let resource = params.resource()?;
         let options = input::acquire_options(body?.object(false)?.as_ref(), &query?)?;
         let session_id = params.session_id()?;
-        run(&service, Request::Acquire { session_id, resource, mode: options.mode, wait: options.wait }).await
+        let wait_ms = options.wait.millis();
+        run(&service, Request::Acquire { session_id, resource, mode: options.mode, wait_ms }).await
     };
     answer.await.map_err(|e| e.with("acquired", false))
 }

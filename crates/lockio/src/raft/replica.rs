@@ -60,17 +60,12 @@ impl Replica {
     }
 
     fn apply_lock(&mut self, place: usize, command: lockio_core::Command, events: &mut Vec<ReplicaEvent>) -> lockio_core::Outcome {
-        let at = command.now();
         let mut effects = Vec::new();
         let outcome = self.locks.apply_traced(command, &mut effects);
-        events.extend(effects.into_iter().map(|change| {
-            // A grant is stamped with its own time, which the core may have moved forward.
-            let at = match &change {
-                Effect::LockAcquired { grant, .. } => grant.acquired_at,
-                _ => at,
-            };
-            ReplicaEvent { at, command: place, change }
-        }));
+        // Stamped with the time the core used (the command's, never earlier than any before),
+        // so that every event of a command, a grant's `acquired_at` included, shows the same.
+        let at = self.locks.clock();
+        events.extend(effects.into_iter().map(|change| ReplicaEvent { at, command: place, change }));
         outcome
     }
 

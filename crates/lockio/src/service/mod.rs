@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lockio_core::{Applied, Command, DomainError, LockDelay, Mode, Resource, SessionId, UnixMillis, WaitEnd, WaitSecs};
+use lockio_core::{Applied, Command, DomainError, LockDelay, Mode, Resource, SessionId, UnixMillis, WaitEnd};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -163,11 +163,14 @@ impl Service {
     /// Serves a request that needs the leader, from any node, within the request deadline
     /// (extended by the time a wait may take).
     pub async fn handle(&self, request: Request) -> Result<Reply, ServiceError> {
-        let deadline = Instant::now() + self.inner.config.request_timeout + request.wait();
+        let started = Instant::now();
+        let deadline = started + self.inner.config.request_timeout + request.wait();
         let mut outcome_unknown = false;
         let mut reason = "no leader is known".to_string();
         let mut backoff = Duration::from_millis(10);
         loop {
+            // A wait tried again asks only for what is left of it.
+            let request = request.wait_left(started.elapsed());
             let attempt = match self.leader() {
                 Some((id, _)) if id == self.node_id() => self.lead(request.clone(), deadline).await,
                 Some((id, addr)) => self.forward(id, &addr, request.clone(), deadline).await,
@@ -288,12 +291,12 @@ impl Service {
                     other => Err(unexpected(other)),
                 }
             }
-            Request::Acquire { session_id, resource, mode, wait } => {
+            Request::Acquire { session_id, resource, mode, wait_ms } => {
                 // A session past its deadline is as good as expired, even if the expiry is not
                 // applied yet: never grant it a lock.
                 self.refuse_if_overdue(session_id)?;
-                if wait != WaitSecs::NONE {
-                    return self.wait(session_id, resource, mode, wait).await;
+                if wait_ms > 0 {
+                    return self.wait(session_id, resource, mode, wait_ms).await;
                 }
                 // A try-lock that must fail changes nothing: answer it from a linearizable read
                 // (the read barrier) rather than a log write. It only looks likely to fail
@@ -359,11 +362,11 @@ impl Service {
     /// An acquire that may wait: joins the queue (or is granted at once) with one command, then
     /// stays open until the applied log says how the entry ended, or this node stops leading
     /// (the caller retries on the new leader, and the retry finds its place in the queue).
-    async fn wait(&self, session_id: SessionId, resource: Resource, mode: Mode, wait: WaitSecs) -> Result<Reply, ServiceError> {
+    async fn wait(&self, session_id: SessionId, resource: Resource, mode: Mode, wait_ms: u64) -> Result<Reply, ServiceError> {
         // Registered before the command, so that an outcome applied right after it is not missed.
         let mut registration = self.inner.waits.register(session_id, resource.clone());
         let now = wall_now();
-        let deadline = now.saturating_add_millis(wait.millis());
+        let deadline = now.saturating_add_millis(wait_ms);
         let command = Command::Wait { session_id, resource: resource.clone(), mode, deadline, now };
         let (applied, place) = self.propose_lock_at(command).await?;
         match applied {

@@ -6,7 +6,7 @@
 //! follower relays the leader's answer unchanged.
 
 use lockio_core::{
-    ClientId, DomainError, FenceToken, Grant, LockDelay, Mode, Resource, SessionId, Stats, Timeout, UnixMillis, WaitSecs, Waiter,
+    ClientId, DomainError, FenceToken, Grant, LockDelay, Mode, Resource, SessionId, Stats, Timeout, UnixMillis, Waiter,
 };
 use serde::{Deserialize, Serialize};
 
@@ -20,8 +20,9 @@ pub enum Request {
     CreateSession { session_id: SessionId, client_id: ClientId, timeout: Timeout, lock_delay: LockDelay },
     Keepalive { session_id: SessionId },
     DeleteSession { session_id: SessionId },
-    /// A try-lock (`wait` 0) or a wait of up to `wait` in the resource's queue.
-    Acquire { session_id: SessionId, resource: Resource, mode: Mode, wait: WaitSecs },
+    /// A try-lock (`wait_ms` 0) or a wait of up to `wait_ms` in the resource's queue (at most
+    /// `WaitSecs::MAX_SECS`; the HTTP layer validated it).
+    Acquire { session_id: SessionId, resource: Resource, mode: Mode, wait_ms: u64 },
     Release { session_id: SessionId, resource: Resource, fence_token: FenceToken },
     Cleanup,
     /// A node telling the cluster where its HTTP API is.
@@ -46,9 +47,20 @@ impl Request {
     /// How long the request may wait in a queue on top of the request deadline.
     pub fn wait(&self) -> std::time::Duration {
         match self {
-            Request::Acquire { wait, .. } => std::time::Duration::from_millis(wait.millis()),
+            Request::Acquire { wait_ms, .. } => std::time::Duration::from_millis(*wait_ms),
             _ => std::time::Duration::ZERO,
         }
+    }
+
+    /// The request again after `spent` of its wait went by (a retry on another leader): it asks
+    /// only for what is left, so its queue entry's deadline does not move later. Once nothing
+    /// is left it is a try-lock, which tells whether the grant came in time.
+    pub fn wait_left(&self, spent: std::time::Duration) -> Request {
+        let mut request = self.clone();
+        if let Request::Acquire { wait_ms, .. } = &mut request {
+            *wait_ms = wait_ms.saturating_sub(spent.as_millis() as u64);
+        }
+        request
     }
 }
 

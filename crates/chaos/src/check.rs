@@ -151,11 +151,27 @@ pub fn check(ev: &Evidence, limits: Limits) -> Vec<CheckResult> {
             violations: exclusive_grants(&events, &ev.disagreements),
         },
         CheckResult { number: 4, name: "no acknowledged write lost", violations: nothing_lost(ev, &events) },
-        CheckResult { number: 5, name: "no false expiry", violations: no_false_expiry(ev, &events, limits.expiry_margin) },
-        CheckResult { number: 6, name: "liveness after the last heal", violations: liveness(&ev.final_state, limits.liveness_bound) },
-        CheckResult { number: 7, name: "nothing refused takes effect", violations: nothing_refused_applied(&ev.ops, &events) },
+        CheckResult {
+            number: 5,
+            name: "no false expiry",
+            violations: no_false_expiry(ev, &events, limits.expiry_margin),
+        },
+        CheckResult {
+            number: 6,
+            name: "liveness after the last heal",
+            violations: liveness(&ev.final_state, limits.liveness_bound),
+        },
+        CheckResult {
+            number: 7,
+            name: "nothing refused takes effect",
+            violations: nothing_refused_applied(&ev.ops, &events),
+        },
         CheckResult { number: 8, name: "queue grants go to live waiters in time", violations: queue_grants(&events) },
-        CheckResult { number: 9, name: "waiters granted in queue order", violations: queue_order(&events, limits.expiry_margin) },
+        CheckResult {
+            number: 9,
+            name: "waiters granted in queue order",
+            violations: queue_order(&events, limits.expiry_margin),
+        },
         CheckResult {
             number: 10,
             name: "no waiter outlives its session",
@@ -172,9 +188,9 @@ fn in_log_order(events: &[Applied]) -> Vec<&Applied> {
 
 /// Acknowledged acquires: (op, session, resource, token).
 fn granted(ops: &[Op]) -> impl Iterator<Item = (&Op, SessionId, &Resource, FenceToken)> {
-    ops.iter().filter(|o| o.kind == OpKind::Acquire && o.ok()).filter_map(|o| {
-        Some((o, o.session?, o.resource.as_ref()?, o.fence_token?))
-    })
+    ops.iter()
+        .filter(|o| o.kind == OpKind::Acquire && o.ok())
+        .filter_map(|o| Some((o, o.session?, o.resource.as_ref()?, o.fence_token?)))
 }
 
 fn unique_tokens(ops: &[Op], events: &[&Applied]) -> Vec<Violation> {
@@ -198,7 +214,11 @@ fn unique_tokens(ops: &[Op], events: &[&Applied]) -> Vec<Violation> {
     for e in events.iter().filter(|e| e.change == Change::LockAcquired) {
         let Some(token) = e.fence_token else { continue };
         if let Some(first) = seen.insert(token, e.index) {
-            out.push(violation(format!("token {token} granted at log index {first} and again at {}", e.index), vec![], vec![first, e.index]));
+            out.push(violation(
+                format!("token {token} granted at log index {first} and again at {}", e.index),
+                vec![],
+                vec![first, e.index],
+            ));
         } else if let Some((top, at)) = highest.filter(|(top, _)| token <= *top) {
             out.push(violation(
                 format!("token {token} granted at log index {} after token {top} at index {at}", e.index),
@@ -252,7 +272,8 @@ fn real_time_order(ops: &[Op]) -> Vec<Violation> {
 }
 
 fn exclusive_grants(events: &[&Applied], disagreements: &[String]) -> Vec<Violation> {
-    let mut out: Vec<Violation> = disagreements.iter().map(|d| violation(format!("replicas disagree: {d}"), vec![], vec![])).collect();
+    let mut out: Vec<Violation> =
+        disagreements.iter().map(|d| violation(format!("replicas disagree: {d}"), vec![], vec![])).collect();
     let mut holder: HashMap<Resource, (SessionId, FenceToken, u64)> = HashMap::new();
     let mut held_by: HashMap<SessionId, BTreeSet<Resource>> = HashMap::new();
     let mut ended: HashMap<SessionId, (Change, u64)> = HashMap::new();
@@ -320,7 +341,9 @@ fn release(
             }
         }
         other => out.push(violation(
-            format!("index {index} released token {token} on {resource} of session {session}, but the holder was {other:?}"),
+            format!(
+                "index {index} released token {token} on {resource} of session {session}, but the holder was {other:?}"
+            ),
             vec![],
             other.map(|(_, _, at)| vec![*at, index]).unwrap_or_else(|| vec![index]),
         )),
@@ -363,7 +386,8 @@ fn nothing_lost(ev: &Evidence, events: &[&Applied]) -> Vec<Violation> {
                 let lost = final_session(&session) == SessionFinal::Absent
                     && !delete_attempted.contains(&session)
                     && !expired.contains(&session);
-                let message = format!("session {session} was created but is gone at the end, neither deleted nor expired");
+                let message =
+                    format!("session {session} was created but is gone at the end, neither deleted nor expired");
                 (Change::SessionCreated, (None, None), lost.then_some(message))
             }
             (OpKind::DeleteSession, _, _) => {
@@ -404,12 +428,20 @@ fn nothing_lost(ev: &Evidence, events: &[&Applied]) -> Vec<Violation> {
     for (resource, held) in &fin.locks {
         let Some((session, token)) = held else { continue };
         if !history.contains(&(Change::LockAcquired, *session, Some(resource.clone()), Some(*token))) {
-            out.push(violation(format!("{resource} is held at the end by token {token} of {session}, which was never granted"), vec![], vec![]));
+            out.push(violation(
+                format!("{resource} is held at the end by token {token} of {session}, which was never granted"),
+                vec![],
+                vec![],
+            ));
         }
     }
     let returned = granted(&ev.ops).map(|(op, _, _, t)| (t, op.id)).max();
     if let Some((top, id)) = returned.filter(|(t, _)| t.0 > fin.fence_counter) {
-        out.push(violation(format!("token {top} was returned but the final fence counter is {}", fin.fence_counter), vec![id], vec![]));
+        out.push(violation(
+            format!("token {top} was returned but the final fence counter is {}", fin.fence_counter),
+            vec![id],
+            vec![],
+        ));
     }
     let tokens: BTreeSet<u64> =
         events.iter().filter(|e| e.change == Change::LockAcquired).filter_map(|e| e.fence_token.map(|t| t.0)).collect();
@@ -427,7 +459,11 @@ fn nothing_lost(ev: &Evidence, events: &[&Applied]) -> Vec<Violation> {
         ));
     }
     if let Some(top) = tokens.iter().max().filter(|t| **t > fin.fence_counter) {
-        out.push(violation(format!("token {top} was granted but the final fence counter is {}", fin.fence_counter), vec![], vec![]));
+        out.push(violation(
+            format!("token {top} was granted but the final fence counter is {}", fin.fence_counter),
+            vec![],
+            vec![],
+        ));
     }
     out
 }
@@ -435,8 +471,12 @@ fn nothing_lost(ev: &Evidence, events: &[&Applied]) -> Vec<Violation> {
 fn no_false_expiry(ev: &Evidence, events: &[&Applied], margin: f64) -> Vec<Violation> {
     let mut out = Vec::new();
     // Every session a client holds a lease on came from its own acknowledged create.
-    let timeouts: HashMap<SessionId, u64> =
-        ev.ops.iter().filter(|o| o.kind == OpKind::CreateSession).filter_map(|o| Some((o.session?, o.timeout_secs?))).collect();
+    let timeouts: HashMap<SessionId, u64> = ev
+        .ops
+        .iter()
+        .filter(|o| o.kind == OpKind::CreateSession)
+        .filter_map(|o| Some((o.session?, o.timeout_secs?)))
+        .collect();
     // The latest acknowledged lease-giving operation of each session: creation or keepalive.
     let mut latest: HashMap<SessionId, &Op> = HashMap::new();
     for op in ev.ops.iter().filter(|o| o.ok() && matches!(o.kind, OpKind::CreateSession | OpKind::Keepalive)) {
@@ -500,7 +540,14 @@ fn nothing_refused_applied(ops: &[Op], events: &[&Applied]) -> Vec<Violation> {
             let refused: Vec<usize> = ops
                 .iter()
                 .filter(|o| o.session == Some(session) && o.outcome == Outcome::Fail && o.resource == e.resource)
-                .filter(|o| matches!((e.change, o.kind), (Change::LockAcquired, OpKind::Acquire) | (Change::LockReleased, OpKind::Release) | (Change::SessionDeleted, OpKind::DeleteSession)))
+                .filter(|o| {
+                    matches!(
+                        (e.change, o.kind),
+                        (Change::LockAcquired, OpKind::Acquire)
+                            | (Change::LockReleased, OpKind::Release)
+                            | (Change::SessionDeleted, OpKind::DeleteSession)
+                    )
+                })
                 .map(|o| o.id)
                 .collect();
             out.push(violation(
@@ -602,14 +649,23 @@ fn queue_grants(events: &[&Applied]) -> Vec<Violation> {
     let mut out = Vec::new();
     let mut queues = Queues::default();
     for e in events {
-        if let (Change::LockAcquired, true, Some(session), Some(resource)) = (e.change, e.queued, e.session, &e.resource) {
+        if let (Change::LockAcquired, true, Some(session), Some(resource)) =
+            (e.change, e.queued, e.session, &e.resource)
+        {
             let token = e.fence_token.map_or(0, |t| t.0);
-            let grant = format!("token {token} on {resource} handed from the queue to session {session} at index {}", e.index);
+            let grant =
+                format!("token {token} on {resource} handed from the queue to session {session} at index {}", e.index);
             if let Some((how, at)) = queues.ended.get(&session) {
-                out.push(violation(format!("{grant}, which ended ({how:?}) at index {at}"), vec![], vec![*at, e.index]));
+                out.push(violation(
+                    format!("{grant}, which ended ({how:?}) at index {at}"),
+                    vec![],
+                    vec![*at, e.index],
+                ));
             } else {
                 match queues.place(resource, session).map(|p| &queues.queue(resource)[p]) {
-                    None => out.push(violation(format!("{grant}, which was not waiting for it"), vec![], vec![e.index])),
+                    None => {
+                        out.push(violation(format!("{grant}, which was not waiting for it"), vec![], vec![e.index]))
+                    }
                     Some(w) if e.at > w.deadline => out.push(violation(
                         format!("{grant} at {:.3}, after the waiter's deadline {:.3}", e.at, w.deadline),
                         vec![],
@@ -658,12 +714,20 @@ fn queue_order(events: &[&Applied], margin: f64) -> Vec<Violation> {
             }
             Change::LockWaitEnded => match queues.place(resource, session).map(|p| &queues.queue(resource)[p]) {
                 None if !queues.ended.contains_key(&session) => out.push(violation(
-                    format!("index {} ended the wait of session {session} for {resource}, which was not waiting", e.index),
+                    format!(
+                        "index {} ended the wait of session {session} for {resource}, which was not waiting",
+                        e.index
+                    ),
                     vec![],
                     vec![e.index],
                 )),
                 Some(w) if e.reason == Some(WaitEnd::Timeout) && e.at + margin < w.deadline => out.push(violation(
-                    format!("index {} timed out waiter {} on {resource} at {:.3}, before its deadline", e.index, w.describe(), e.at),
+                    format!(
+                        "index {} timed out waiter {} on {resource} at {:.3}, before its deadline",
+                        e.index,
+                        w.describe(),
+                        e.at
+                    ),
                     vec![],
                     vec![w.joined.0, e.index],
                 )),
@@ -712,27 +776,53 @@ fn no_orphan_waiters(events: &[&Applied], fin: &FinalState) -> Vec<Violation> {
     // history before the settle marker: a later end may have come between the read of a queue
     // and the read of the session, so a waiter that reads as expired or absent is one only if
     // the history has no end for its session at all.
-    let ended_before_reads = |s: &SessionId| {
-        queues.ended.get(s).filter(|(_, at)| fin.settled.is_some_and(|settled| *at < settled)).copied()
-    };
+    let ended_before_reads =
+        |s: &SessionId| queues.ended.get(s).filter(|(_, at)| fin.settled.is_some_and(|settled| *at < settled)).copied();
     for (resource, (waiters, length)) in &fin.waiters {
         if waiters.len() as u64 != *length {
-            out.push(violation(format!("{resource} lists {} waiters at the end but a queue_length of {length}", waiters.len()), vec![], vec![]));
+            out.push(violation(
+                format!("{resource} lists {} waiters at the end but a queue_length of {length}", waiters.len()),
+                vec![],
+                vec![],
+            ));
         }
         for s in waiters {
             let read = fin.sessions.get(s).copied();
             if let Some((how, at)) = ended_before_reads(s) {
-                out.push(violation(format!("session {s} is still waiting for {resource} at the end, but it ended ({how:?}) at index {at}"), vec![], vec![at]));
-            } else if matches!(read, Some(SessionFinal::Expired | SessionFinal::Absent)) && !queues.ended.contains_key(s) {
-                out.push(violation(format!("session {s} is still waiting for {resource} at the end, but reads as {:?}", read.unwrap_or(SessionFinal::Absent)), vec![], vec![]));
+                out.push(violation(
+                    format!(
+                        "session {s} is still waiting for {resource} at the end, but it ended ({how:?}) at index {at}"
+                    ),
+                    vec![],
+                    vec![at],
+                ));
+            } else if matches!(read, Some(SessionFinal::Expired | SessionFinal::Absent))
+                && !queues.ended.contains_key(s)
+            {
+                out.push(violation(
+                    format!(
+                        "session {s} is still waiting for {resource} at the end, but reads as {:?}",
+                        read.unwrap_or(SessionFinal::Absent)
+                    ),
+                    vec![],
+                    vec![],
+                ));
             }
         }
     }
     for (s, resources) in fin.waiting_for.iter().filter(|(_, rs)| !rs.is_empty()) {
         if fin.sessions.get(s) == Some(&SessionFinal::Expired) {
-            out.push(violation(format!("session {s} reads as expired at the end but is waiting for {resources:?}"), vec![], vec![]));
+            out.push(violation(
+                format!("session {s} reads as expired at the end but is waiting for {resources:?}"),
+                vec![],
+                vec![],
+            ));
         } else if let Some((how, at)) = ended_before_reads(s) {
-            out.push(violation(format!("session {s} is waiting for {resources:?} at the end, but it ended ({how:?}) at index {at}"), vec![], vec![at]));
+            out.push(violation(
+                format!("session {s} is waiting for {resources:?} at the end, but it ended ({how:?}) at index {at}"),
+                vec![],
+                vec![at],
+            ));
         }
     }
     out
@@ -741,7 +831,11 @@ fn no_orphan_waiters(events: &[&Applied], fin: &FinalState) -> Vec<Violation> {
 fn liveness(fin: &FinalState, bound: f64) -> Vec<Violation> {
     match fin.liveness {
         Some(s) if s <= bound => vec![],
-        Some(s) => vec![violation(format!("the first write after the last heal succeeded only after {s:.2}s (bound {bound}s)"), vec![], vec![])],
+        Some(s) => vec![violation(
+            format!("the first write after the last heal succeeded only after {s:.2}s (bound {bound}s)"),
+            vec![],
+            vec![],
+        )],
         None => vec![violation(format!("no write succeeded within {bound}s of the last heal"), vec![], vec![])],
     }
 }

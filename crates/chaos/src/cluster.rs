@@ -104,7 +104,13 @@ impl Cluster {
             let data_dir = root.join(format!("node{id}"));
             std::fs::create_dir(&data_dir)?;
             std::os::unix::fs::chown(&data_dir, Some(endpoint.uid), Some(endpoint.uid))?;
-            nodes.push(Node { endpoint, data_dir, log: root.join(format!("node{id}.log")), child: None, paused: false });
+            nodes.push(Node {
+                endpoint,
+                data_dir,
+                log: root.join(format!("node{id}.log")),
+                child: None,
+                paused: false,
+            });
         }
         let peers = nodes
             .iter()

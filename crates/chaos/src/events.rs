@@ -203,9 +203,9 @@ impl Seen {
                     }
                 }
                 match self.applied.get(&key) {
-                    Some(known) if *known != event => self.disagreements.push(format!(
-                        "node {node} reported {event:?} where another node reported {known:?}"
-                    )),
+                    Some(known) if *known != event => self
+                        .disagreements
+                        .push(format!("node {node} reported {event:?} where another node reported {known:?}")),
                     Some(_) => {}
                     None => {
                         self.applied.insert(key, event);
@@ -309,7 +309,13 @@ pub fn take_sse_data(buf: &mut Vec<u8>) -> Vec<Value> {
     out
 }
 
-async fn follow(node: NodeId, base: String, http: reqwest::Client, seen: Arc<Mutex<Seen>>, mut stop: watch::Receiver<bool>) {
+async fn follow(
+    node: NodeId,
+    base: String,
+    http: reqwest::Client,
+    seen: Arc<Mutex<Seen>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let url = format!("{base}/events");
     loop {
         if *stop.borrow() {
@@ -353,7 +359,8 @@ mod tests {
     #[test]
     fn server_sent_events_are_split_and_parsed_across_chunks() {
         let sid = "916ef6ea-9040-43ce-a3d2-ca0e086986ab";
-        let first = format!("id: 1-1\ndata: {{\"type\":\"lock_acquired\",\"index\":7,\"at\":1.5,\"session_id\":\"{sid}\",");
+        let first =
+            format!("id: 1-1\ndata: {{\"type\":\"lock_acquired\",\"index\":7,\"at\":1.5,\"session_id\":\"{sid}\",");
         let second = "\"resource\":\"r\",\"fence_token\":3,\"client_id\":\"c\"}\n\n:\n\nid: 1-2\ndata: {\"type\":\"leader_changed\",\"leader_id\":2,\"term\":4,\"at\":2.0}\n\n";
         let mut buf = first.into_bytes();
         assert!(take_sse_data(&mut buf).is_empty(), "an incomplete event waits for the rest");
@@ -386,16 +393,24 @@ mod tests {
         };
         let waiting = applied(json!({"type": "lock_waiting", "index": 11, "position": 2, "at": 5.0, "resource": "r",
             "session_id": sid, "client_id": "c", "mode": "exclusive", "since": 5.0, "deadline": 8.0, "queue_length": 3}));
-        assert_eq!((waiting.change, waiting.key(), waiting.since, waiting.deadline, waiting.place), (Change::LockWaiting, (11, 2), Some(5.0), Some(8.0), Some(3)));
+        assert_eq!(
+            (waiting.change, waiting.key(), waiting.since, waiting.deadline, waiting.place),
+            (Change::LockWaiting, (11, 2), Some(5.0), Some(8.0), Some(3))
+        );
         assert_eq!(waiting.mode.as_deref(), Some("exclusive"));
         let ended = applied(json!({"type": "lock_wait_ended", "index": 12, "position": 0, "at": 8.1, "resource": "r",
             "session_id": sid, "client_id": "c", "reason": "session_ended", "waited": 3.1}));
-        assert_eq!((ended.change, ended.reason, ended.waited, ended.place), (Change::LockWaitEnded, Some(WaitEnd::SessionEnded), Some(3.1), None));
+        assert_eq!(
+            (ended.change, ended.reason, ended.waited, ended.place),
+            (Change::LockWaitEnded, Some(WaitEnd::SessionEnded), Some(3.1), None)
+        );
         let handed = applied(json!({"type": "lock_acquired", "index": 13, "position": 1, "at": 8.2, "resource": "r",
             "session_id": sid, "client_id": "c", "fence_token": 9, "mode": "exclusive", "value": null, "waited": 3.2, "queued": true}));
         assert!(handed.queued);
         assert_eq!((handed.fence_token, handed.waited), (Some(FenceToken(9)), Some(3.2)));
-        let direct = applied(json!({"type": "lock_acquired", "index": 14, "at": 9.0, "resource": "r", "session_id": sid, "fence_token": 10}));
+        let direct = applied(
+            json!({"type": "lock_acquired", "index": 14, "at": 9.0, "resource": "r", "session_id": sid, "fence_token": 10}),
+        );
         assert!(!direct.queued, "a grant without the new fields is a direct one");
     }
 

@@ -91,8 +91,24 @@ impl Firewall {
         let dst = to.ip.to_string();
         let port = to.raft_port.to_string();
         iptables(&[
-            "-A", &self.chain, "-m", "owner", "--uid-owner", &uid, "-d", &dst, "-p", "tcp", "--dport", &port, "-m",
-            "comment", "--comment", TAG, "-j", "DROP",
+            "-A",
+            &self.chain,
+            "-m",
+            "owner",
+            "--uid-owner",
+            &uid,
+            "-d",
+            &dst,
+            "-p",
+            "tcp",
+            "--dport",
+            &port,
+            "-m",
+            "comment",
+            "--comment",
+            TAG,
+            "-j",
+            "DROP",
         ])?;
         Ok(())
     }

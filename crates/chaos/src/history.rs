@@ -98,10 +98,8 @@ pub struct History {
 
 impl History {
     pub fn new() -> History {
-        let started_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        let started_unix =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         History { started: Instant::now(), started_unix, ops: Arc::new(Mutex::new(Vec::new())) }
     }
 

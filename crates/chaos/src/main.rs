@@ -92,14 +92,18 @@ struct Config {
 }
 
 fn lockio_next_to_me() -> PathBuf {
-    std::env::current_exe().ok().and_then(|p| Some(p.parent()?.join("lockio"))).unwrap_or_else(|| PathBuf::from("lockio"))
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.join("lockio")))
+        .unwrap_or_else(|| PathBuf::from("lockio"))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
     let seed = config.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) % 1_000_000_007
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+            % 1_000_000_007
     });
     let resources = (0..config.resources).map(|i| Resource::new(&format!("hot-{i}")).expect("a valid name")).collect();
     let run_config = RunConfig {

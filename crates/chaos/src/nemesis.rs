@@ -175,7 +175,10 @@ pub async fn run(
                 cluster.pause(leader_or_any);
                 tokio::time::sleep(hold).await;
                 cluster.resume(leader_or_any);
-                (format!("SIGSTOP node {leader_or_any} ({}) for {hold:.1?}, then SIGCONT", role(leader_or_any)), vec![leader_or_any])
+                (
+                    format!("SIGSTOP node {leader_or_any} ({}) for {hold:.1?}, then SIGCONT", role(leader_or_any)),
+                    vec![leader_or_any],
+                )
             }
             FaultKind::IsolateLeader | FaultKind::IsolateRandom => {
                 let target = if kind == FaultKind::IsolateLeader { leader_or_any } else { any };

@@ -82,14 +82,18 @@ impl Report<'_> {
     fn queue_events(&self) -> Value {
         let events = &self.replicated.events;
         let joined = events.iter().filter(|e| e.change == Change::LockWaiting).count();
-        let retries = events.iter().filter(|e| e.change == Change::LockWaiting && e.since.is_some_and(|since| since < e.at)).count();
+        let retries = events
+            .iter()
+            .filter(|e| e.change == Change::LockWaiting && e.since.is_some_and(|since| since < e.at))
+            .count();
         let mut ended: BTreeMap<String, usize> = BTreeMap::new();
         for e in events.iter().filter(|e| e.change == Change::LockWaitEnded) {
             let reason = e.reason.map_or("unknown".to_string(), |r| format!("{r:?}"));
             *ended.entry(reason).or_default() += 1;
         }
         let handed = events.iter().filter(|e| e.change == Change::LockAcquired && e.queued).count();
-        let waited: Vec<f64> = events.iter().filter(|e| e.change == Change::LockAcquired && e.queued).filter_map(|e| e.waited).collect();
+        let waited: Vec<f64> =
+            events.iter().filter(|e| e.change == Change::LockAcquired && e.queued).filter_map(|e| e.waited).collect();
         json!({
             "lock_waiting": joined,
             "lock_waiting_retries": retries,
@@ -111,7 +115,9 @@ impl Report<'_> {
         let mut out = Vec::new();
         for f in self.faults {
             out.push(TimelineEntry { t: f.start, what: format!("fault {}: {}", f.kind.name(), f.what) });
-            let recovered = f.recovered_after.map_or("no write within the bound".to_string(), |s| format!("a write succeeded {s:.2}s later"));
+            let recovered = f
+                .recovered_after
+                .map_or("no write within the bound".to_string(), |s| format!("a write succeeded {s:.2}s later"));
             out.push(TimelineEntry { t: f.healed, what: format!("healed {}; {recovered}", f.kind.name()) });
         }
         out.push(TimelineEntry { t: self.final_heal, what: "final heal: every node running, no cuts".into() });
@@ -119,7 +125,10 @@ impl Report<'_> {
         let mut announced = std::collections::BTreeSet::new();
         for n in &self.replicated.notes {
             if n.what.starts_with("leader_changed") && announced.insert(n.what.clone()) {
-                out.push(TimelineEntry { t: n.at - self.evidence.started_unix, what: format!("node {} saw {}", n.node, n.what) });
+                out.push(TimelineEntry {
+                    t: n.at - self.evidence.started_unix,
+                    what: format!("node {} saw {}", n.node, n.what),
+                });
             }
         }
         out.sort_by(|a, b| a.t.total_cmp(&b.t));
@@ -137,7 +146,8 @@ impl Report<'_> {
 
     pub fn to_json(&self) -> Value {
         let ops: &[Op] = &self.evidence.ops;
-        let by_kind: BTreeMap<&str, BTreeMap<Outcome, usize>> = tally(ops).into_iter().map(|(k, v)| (k.name(), v)).collect();
+        let by_kind: BTreeMap<&str, BTreeMap<Outcome, usize>> =
+            tally(ops).into_iter().map(|(k, v)| (k.name(), v)).collect();
         let fin = &self.evidence.final_state;
         let mut sessions: BTreeMap<SessionFinal, usize> = BTreeMap::new();
         for s in fin.sessions.values() {
@@ -243,7 +253,11 @@ impl Report<'_> {
         s += &format!("  of the acquires, {waits_total} waited in the queue: {}\n", waits.join(", "));
         let kinds: Vec<String> = self.faults_by_kind().iter().map(|(k, n)| format!("{k} {n}")).collect();
         let worst = self.faults.iter().filter_map(|f| f.recovered_after).fold(0.0, f64::max);
-        s += &format!("faults: {} ({}); slowest recovery after a heal {worst:.2}s\n", self.faults.len(), kinds.join(", "));
+        s += &format!(
+            "faults: {} ({}); slowest recovery after a heal {worst:.2}s\n",
+            self.faults.len(),
+            kinds.join(", ")
+        );
         let fin = &self.evidence.final_state;
         let expired = self.replicated.events.iter().filter(|e| e.change == Change::SessionExpired).count();
         s += &format!(

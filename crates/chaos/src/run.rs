@@ -57,8 +57,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
     let flags: Vec<String> = SERVER_FLAGS
         .iter()
         .map(|s| s.to_string())
-    .chain(["--snapshot-every".to_string(), config.snapshot_every.to_string()])
-    .collect();
+        .chain(["--snapshot-every".to_string(), config.snapshot_every.to_string()])
+        .collect();
     let mut cluster = Cluster::start(&config.lockio, flags, &http).await?;
     if config.keep_data {
         println!("data and logs kept in {}", cluster.keep_data().display());
@@ -72,12 +72,18 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         "lockio-chaos: seed {} for {:?}; nodes {} in {}",
         config.seed,
         config.duration,
-        cluster.endpoints().iter().map(|e| format!("{}={}:{}/{}", e.id, e.ip, e.http_port, e.raft_port)).collect::<Vec<_>>().join(" "),
+        cluster
+            .endpoints()
+            .iter()
+            .map(|e| format!("{}={}:{}/{}", e.id, e.ip, e.http_port, e.raft_port))
+            .collect::<Vec<_>>()
+            .join(" "),
         cluster.root().display()
     );
     let mut workload = Workload::start(api.clone(), store, config.workload.clone());
 
-    let pacing = Pacing { quiet: (Duration::from_secs(2), Duration::from_secs(4)), recovery_bound: Duration::from_secs(15) };
+    let pacing =
+        Pacing { quiet: (Duration::from_secs(2), Duration::from_secs(4)), recovery_bound: Duration::from_secs(15) };
     let until = Instant::now() + config.duration;
     let faults = nemesis::run(&mut cluster, &mut firewall, &api, &http, config.seed, &pacing, until).await;
     // Heal whatever the nemesis left, even if it stopped on an error.
@@ -85,8 +91,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
     cluster.heal_processes(&http).await?;
     let faults = faults?;
     let final_heal = history.now();
-    let liveness = api.probe_write(Duration::from_secs_f64(config.limits.liveness_bound * 3.0)).await.map(|d| d.as_secs_f64());
-    println!("[{final_heal:7.1}s] final heal; a write succeeded {}", liveness.map_or("NOT AT ALL".into(), |s| format!("{s:.2}s later")));
+    let liveness =
+        api.probe_write(Duration::from_secs_f64(config.limits.liveness_bound * 3.0)).await.map(|d| d.as_secs_f64());
+    println!(
+        "[{final_heal:7.1}s] final heal; a write succeeded {}",
+        liveness.map_or("NOT AT ALL".into(), |s| format!("{s:.2}s later"))
+    );
 
     workload.stop_clients().await;
     let leader = cluster.wait_for_leader(&http, Duration::from_secs(30)).await?;
@@ -193,8 +203,12 @@ async fn read_final_state(
             _ => None,
         };
         locks.insert(r.clone(), holder);
-        let queue: Vec<SessionId> =
-            body["waiters"].as_array().into_iter().flatten().filter_map(|w| w["session_id"].as_str().and_then(SessionId::parse)).collect();
+        let queue: Vec<SessionId> = body["waiters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w["session_id"].as_str().and_then(SessionId::parse))
+            .collect();
         waiters.insert(r.clone(), (queue, body["queue_length"].as_u64().unwrap_or(0)));
     }
     let mut to_read: BTreeSet<SessionId> = history.created_sessions().into_iter().collect();
@@ -207,8 +221,12 @@ async fn read_final_state(
                 (_, Some(true)) => SessionFinal::Expired,
                 _ => SessionFinal::Live,
             };
-            let waiting_for: Vec<Resource> =
-                body["waiting_for"].as_array().into_iter().flatten().filter_map(|r| Resource::new(r.as_str()?).ok()).collect();
+            let waiting_for: Vec<Resource> = body["waiting_for"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| Resource::new(r.as_str()?).ok())
+                .collect();
             anyhow::Ok((s, state, waiting_for))
         })
         .buffer_unordered(8)
@@ -224,4 +242,3 @@ async fn read_final_state(
     }
     Ok(FinalState { fence_counter, locks, sessions, waiters, waiting_for, settled: None, liveness })
 }
-

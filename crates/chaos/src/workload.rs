@@ -144,7 +144,14 @@ impl Api {
     /// Sends one request and classifies the answer: 2xx is `Ok`; 4xx, a 503 not marked
     /// `"outcome": "unknown"`, any other non-2xx answer whose body is not JSON, and a refused
     /// connection are `Fail`; anything else is `Unknown`.
-    async fn send(&self, node: NodeId, method: reqwest::Method, path: &str, body: Option<Value>, timeout: Duration) -> Answer {
+    async fn send(
+        &self,
+        node: NodeId,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        timeout: Duration,
+    ) -> Answer {
         let url = format!("{}{path}", self.bases[node as usize - 1]);
         let mut request = self.http.request(method, &url).timeout(timeout);
         if let Some(body) = body {
@@ -163,7 +170,12 @@ impl Api {
             Ok(b) => b,
             Err(_) => {
                 let outcome = if (200..300).contains(&status) { Outcome::Unknown } else { Outcome::Fail };
-                return Answer { outcome, status: Some(status), body: Value::Null, error: Some("unreadable body".into()) };
+                return Answer {
+                    outcome,
+                    status: Some(status),
+                    body: Value::Null,
+                    error: Some("unreadable body".into()),
+                };
             }
         };
         let outcome = match status {
@@ -177,7 +189,14 @@ impl Api {
     }
 
     /// Sends an attempt described by `op` and records it, completed.
-    async fn attempt(&self, op: Op, method: reqwest::Method, path: &str, body: Option<Value>, timeout: Duration) -> Answer {
+    async fn attempt(
+        &self,
+        op: Op,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        timeout: Duration,
+    ) -> Answer {
         let answer = self.send(op.node, method, path, body, timeout).await;
         self.complete(op, answer)
     }
@@ -211,7 +230,13 @@ impl Api {
     /// Creates a session for `client` through the nodes in turn, pausing `pause` after each
     /// failure, until one acknowledges or `within` runs out: the session, the node that made it,
     /// and how long it took.
-    pub async fn create_anywhere(&self, client: &str, timeout_secs: u64, within: Duration, pause: Duration) -> Option<(SessionId, NodeId, Duration)> {
+    pub async fn create_anywhere(
+        &self,
+        client: &str,
+        timeout_secs: u64,
+        within: Duration,
+        pause: Duration,
+    ) -> Option<(SessionId, NodeId, Duration)> {
         let started = Instant::now();
         let mut node: NodeId = 1;
         while started.elapsed() < within {
@@ -277,7 +302,14 @@ impl Api {
         self.complete(o, answer)
     }
 
-    pub async fn release(&self, client: &str, node: NodeId, session: SessionId, resource: &Resource, token: FenceToken) -> Answer {
+    pub async fn release(
+        &self,
+        client: &str,
+        node: NodeId,
+        session: SessionId,
+        resource: &Resource,
+        token: FenceToken,
+    ) -> Answer {
         let mut o = op(client, node, OpKind::Release, self.history.now());
         o.session = Some(session);
         o.resource = Some(resource.clone());
@@ -366,7 +398,8 @@ impl Workload {
     pub fn start(api: Api, store: Arc<FencedStore>, settings: Settings) -> Workload {
         let stops = Arc::new(Stops::default());
         let keepers = Arc::new(Mutex::new(Vec::new()));
-        let ctx = Arc::new(Ctx { api, store, settings: settings.clone(), stops: stops.clone(), keepers: keepers.clone() });
+        let ctx =
+            Arc::new(Ctx { api, store, settings: settings.clone(), stops: stops.clone(), keepers: keepers.clone() });
         let mut clients = Vec::new();
         for k in 0..settings.lock_clients {
             clients.push(tokio::spawn(lock_client(ctx.clone(), k)));
@@ -470,7 +503,8 @@ async fn wait_for(ctx: &Ctx, client: &str, session: SessionId, resource: &Resour
             return resolve(ctx, client, session, resource, wait, rng).await;
         }
         let wait_secs = left.as_secs_f64().ceil().max(1.0) as u64;
-        let answer = ctx.api.acquire_wait(client, ctx.random_node(rng), session, resource, wait_secs, cancel_after).await;
+        let answer =
+            ctx.api.acquire_wait(client, ctx.random_node(rng), session, resource, wait_secs, cancel_after).await;
         match (answer.outcome, answer.status) {
             (Outcome::Ok, _) => match answer.body["fence_token"].as_u64() {
                 Some(t) => return Acquired::Held(FenceToken(t)),
@@ -496,7 +530,14 @@ async fn wait_for(ctx: &Ctx, client: &str, session: SessionId, resource: &Resour
 /// granted), then asks with a try-lock, which answers 200 with the token if the wait was
 /// granted. If the session still waits after `wait` and `RESOLVE_SLACK`, deletes it: a grant
 /// the client did not know of would keep a hot lock for good.
-async fn resolve(ctx: &Ctx, client: &str, session: SessionId, resource: &Resource, wait: Duration, rng: &mut Rng) -> Acquired {
+async fn resolve(
+    ctx: &Ctx,
+    client: &str,
+    session: SessionId,
+    resource: &Resource,
+    wait: Duration,
+    rng: &mut Rng,
+) -> Acquired {
     let until = Instant::now() + wait + RESOLVE_SLACK;
     loop {
         if ctx.stopping() {
@@ -510,7 +551,9 @@ async fn resolve(ctx: &Ctx, client: &str, session: SessionId, resource: &Resourc
             Some((404 | 410, _)) => return Acquired::SessionGone,
             Some((200, body)) if body["is_expired"] == true => return Acquired::SessionGone,
             Some((200, body)) => {
-                let waiting = body["waiting_for"].as_array().is_some_and(|rs| rs.iter().any(|r| r.as_str() == Some(resource.as_str())));
+                let waiting = body["waiting_for"]
+                    .as_array()
+                    .is_some_and(|rs| rs.iter().any(|r| r.as_str() == Some(resource.as_str())));
                 if !waiting {
                     break;
                 }
@@ -523,7 +566,14 @@ async fn resolve(ctx: &Ctx, client: &str, session: SessionId, resource: &Resourc
 }
 
 /// Releases until the answer is definite. Returns false if the session turned out to be gone.
-async fn release(ctx: &Ctx, client: &str, session: SessionId, resource: &Resource, token: FenceToken, rng: &mut Rng) -> bool {
+async fn release(
+    ctx: &Ctx,
+    client: &str,
+    session: SessionId,
+    resource: &Resource,
+    token: FenceToken,
+    rng: &mut Rng,
+) -> bool {
     loop {
         let answer = ctx.api.release(client, ctx.random_node(rng), session, resource, token).await;
         match (answer.outcome, answer.status, answer.code()) {
@@ -727,7 +777,9 @@ async fn churn_client(ctx: Arc<Ctx>, k: usize) {
 /// may still be open: the session's end must take it out of the queue. A grant that came first
 /// is not used; the delete releases it.
 async fn wait_and_end(ctx: &Ctx, client: &str, rng: &mut Rng) {
-    let Some(session) = ctx.api.create_session(client, ctx.random_node(rng), ctx.settings.session_timeout).await else { return };
+    let Some(session) = ctx.api.create_session(client, ctx.random_node(rng), ctx.settings.session_timeout).await else {
+        return;
+    };
     let resource = rng.pick(&ctx.settings.resources).clone();
     let wait = 1 + rng.below(ctx.settings.max_wait.max(1));
     let (api, name, node) = (ctx.api.clone(), client.to_string(), ctx.random_node(rng));

@@ -124,7 +124,10 @@ async fn main() -> Result<(), Error> {
     let refused = a.join().expect("worker-a runs")?;
     guard.release().await?;
     session.close().await?;
-    println!("store: {:?}", store.state.lock().unwrap().writes.iter().map(|(t, v)| format!("{t}: {v}")).collect::<Vec<_>>());
+    println!(
+        "store: {:?}",
+        store.state.lock().unwrap().writes.iter().map(|(t, v)| format!("{t}: {v}")).collect::<Vec<_>>()
+    );
     if !refused {
         std::process::exit(1);
     }

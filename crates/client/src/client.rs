@@ -148,7 +148,12 @@ impl Client {
     /// for which each lock the session holds stays unavailable to others if the session
     /// **expires** (not when it is closed or a lock is released), so that a holder that is cut
     /// off but still working has time to notice before the next holder starts.
-    pub async fn open_session_with_lock_delay(&self, client_id: &str, timeout: Duration, lock_delay: Duration) -> Result<Session, Error> {
+    pub async fn open_session_with_lock_delay(
+        &self,
+        client_id: &str,
+        timeout: Duration,
+        lock_delay: Duration,
+    ) -> Result<Session, Error> {
         Session::open(self.clone(), client_id, timeout, lock_delay).await
     }
 
@@ -184,7 +189,12 @@ impl Client {
 
     /// [`create_session`](Client::create_session) with a lock-delay (whole seconds, 0 to 60);
     /// see [`open_session_with_lock_delay`](Client::open_session_with_lock_delay).
-    pub async fn create_session_with_lock_delay(&self, client_id: &str, timeout: Duration, lock_delay: Duration) -> Result<SessionCreated, Error> {
+    pub async fn create_session_with_lock_delay(
+        &self,
+        client_id: &str,
+        timeout: Duration,
+        lock_delay: Duration,
+    ) -> Result<SessionCreated, Error> {
         let client_id = ClientId::new(client_id)?;
         let timeout = timeout_secs(timeout)?;
         let lock_delay = lock_delay_secs(lock_delay)?;
@@ -213,7 +223,8 @@ impl Client {
 
     /// `GET /sessions/{id}`.
     pub async fn session_info(&self, session_id: SessionId) -> Result<SessionInfo, Error> {
-        let answer = self.send(Request::new(Method::GET, &["sessions", &session_id.to_string()], Safety::Repeatable)).await?;
+        let answer =
+            self.send(Request::new(Method::GET, &["sessions", &session_id.to_string()], Safety::Repeatable)).await?;
         read(&answer, |f| {
             Ok(SessionInfo {
                 session_id: f.session_id("session_id")?,
@@ -226,7 +237,9 @@ impl Client {
                 expires_in: f.secs("expires_in")?,
                 expired_at: f.opt_time("expired_at")?,
                 lock_delay: Duration::from_secs(f.count("lock_delay")?),
-                waiting_for: f.list("waiting_for", |r| Resource::new(r.0.as_str().unwrap_or_default()).map_err(|e| e.to_string()))?,
+                waiting_for: f.list("waiting_for", |r| {
+                    Resource::new(r.0.as_str().unwrap_or_default()).map_err(|e| e.to_string())
+                })?,
             })
         })
     }
@@ -237,7 +250,8 @@ impl Client {
     }
 
     pub(crate) async fn keepalive_within(&self, session_id: SessionId, budget: Budget) -> Result<KeepaliveAck, Error> {
-        let request = Request::new(Method::POST, &["sessions", &session_id.to_string(), "keepalive"], Safety::Repeatable);
+        let request =
+            Request::new(Method::POST, &["sessions", &session_id.to_string(), "keepalive"], Safety::Repeatable);
         let answer = self.send_within(request, budget).await?;
         read(&answer, |f| {
             Ok(KeepaliveAck {
@@ -320,7 +334,8 @@ impl Client {
     /// `GET /admin/locks/{resource}`: who holds it, if anyone, and who waits for it.
     pub async fn lock_status(&self, resource: &str) -> Result<LockStatus, Error> {
         let resource = Resource::new(resource)?;
-        let answer = self.send(Request::new(Method::GET, &["admin", "locks", resource.as_str()], Safety::Repeatable)).await?;
+        let answer =
+            self.send(Request::new(Method::GET, &["admin", "locks", resource.as_str()], Safety::Repeatable)).await?;
         read(&answer, |f| {
             let holder = if f.bool("locked")? {
                 Some(LockHolder {
@@ -381,7 +396,10 @@ impl Client {
     /// endpoints): one attempt, no retry, so a dead node shows up as [`Error::Unavailable`].
     pub async fn node_status(&self, address: &str) -> Result<NodeStatus, Error> {
         let endpoint = Endpoint::parse(address)?;
-        let answer = self.transport.send_once(&endpoint, &Request::new(Method::GET, &["cluster", "status"], Safety::Repeatable)).await?;
+        let answer = self
+            .transport
+            .send_once(&endpoint, &Request::new(Method::GET, &["cluster", "status"], Safety::Repeatable))
+            .await?;
         read(&answer.into_result()?, node_status)
     }
 }
@@ -564,8 +582,10 @@ fn timeout_secs(timeout: Duration) -> Result<Timeout, Error> {
 
 /// Reads a success answer's body with `parse`.
 fn read<T>(answer: &Answer, parse: impl FnOnce(Fields<'_>) -> Result<T, String>) -> Result<T, Error> {
-    parse(Fields(&answer.body))
-        .map_err(|detail| Error::Unexpected { endpoint: answer.endpoint.clone(), detail: format!("{detail} in {}", answer.body) })
+    parse(Fields(&answer.body)).map_err(|detail| Error::Unexpected {
+        endpoint: answer.endpoint.clone(),
+        detail: format!("{detail} in {}", answer.body),
+    })
 }
 
 #[cfg(test)]

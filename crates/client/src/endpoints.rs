@@ -20,7 +20,8 @@ impl Endpoint {
     /// Accepts `host:port`, `http://host:port` and either with a trailing `/`. There is no TLS,
     /// so `https://` is refused rather than silently downgraded.
     pub fn parse(raw: &str) -> Result<Endpoint, Error> {
-        let invalid = |reason: &str| Error::InvalidInput { field: "endpoints".into(), reason: format!("`{raw}` {reason}") };
+        let invalid =
+            |reason: &str| Error::InvalidInput { field: "endpoints".into(), reason: format!("`{raw}` {reason}") };
         let trimmed = raw.trim();
         if trimmed.is_empty() {
             return Err(invalid("is empty"));

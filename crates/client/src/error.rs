@@ -113,7 +113,8 @@ fn lock_held(
     queue_length: u64,
     waited: Option<Duration>,
 ) -> String {
-    let mut text = format!("{resource} is held by client {holder} since {} with fence token {token}", format_time(since));
+    let mut text =
+        format!("{resource} is held by client {holder} since {} with fence token {token}", format_time(since));
     if let Some(waited) = waited {
         text.push_str(&format!("; gave up after waiting {:.1}s", waited.as_secs_f64()));
     }
@@ -163,11 +164,20 @@ pub(crate) fn from_answer(endpoint: &str, status: u16, body: &Value) -> Error {
             })
         })()
         .ok(),
-        "QUEUE_FULL" => (|| Ok::<_, String>(Error::QueueFull { resource: f.resource("resource")?, queue_length: f.u64("queue_length")? }))().ok(),
+        "QUEUE_FULL" => (|| {
+            Ok::<_, String>(Error::QueueFull {
+                resource: f.resource("resource")?,
+                queue_length: f.u64("queue_length")?,
+            })
+        })()
+        .ok(),
         "SESSION_EXPIRED" => f.session_id("session_id").ok().map(|session_id| Error::SessionExpired { session_id }),
         "SESSION_NOT_FOUND" => f.session_id("session_id").ok().map(|session_id| Error::SessionNotFound { session_id }),
         "LOCK_NOT_HELD" => (|| {
-            Ok::<_, String>(Error::LockNotHeld { session_id: f.session_id("session_id")?, resource: f.resource("resource")? })
+            Ok::<_, String>(Error::LockNotHeld {
+                session_id: f.session_id("session_id")?,
+                resource: f.resource("resource")?,
+            })
         })()
         .ok(),
         "FENCE_TOKEN_MISMATCH" => (|| {

@@ -124,7 +124,9 @@ impl Lease {
     pub fn next_keepalive(&self, now: Instant) -> Instant {
         let at = match self.state {
             SessionState::Alive => self.acked_sent_at + self.interval,
-            SessionState::InJeopardy => now + (self.interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+            SessionState::InJeopardy => {
+                now + (self.interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+            }
             SessionState::Expired(_) => return self.deadline(),
         };
         at.min(self.deadline())
@@ -157,7 +159,11 @@ mod tests {
         }
         let scripts: Vec<Vec<(u64, E, SessionState, u64)>> = vec![
             // Keepalives acknowledged on time: alive, the next one an interval after sending.
-            vec![(1_000, E::Tick, Alive, 2_000), (2_050, E::Acked(2_000), Alive, 4_000), (4_100, E::Acked(4_000), Alive, 6_000)],
+            vec![
+                (1_000, E::Tick, Alive, 2_000),
+                (2_050, E::Acked(2_000), Alive, 4_000),
+                (4_100, E::Acked(4_000), Alive, 6_000),
+            ],
             // Failures: jeopardy, retried soon, until the deadline (6 s after the create was
             // sent) passes; then expired for good, even if an answer turns up late.
             vec![
@@ -168,13 +174,21 @@ mod tests {
                 (6_100, E::Acked(5_950), Expired(Expiry::TimedOut), 6_000),
             ],
             // Recovery from jeopardy moves the deadline to 6 s after the acknowledged send.
-            vec![(2_100, E::Failed, InJeopardy, 2_600), (2_700, E::Acked(2_600), Alive, 4_600), (8_000, E::Tick, Alive, 4_600), (8_600, E::Tick, Expired(Expiry::TimedOut), 8_600)],
+            vec![
+                (2_100, E::Failed, InJeopardy, 2_600),
+                (2_700, E::Acked(2_600), Alive, 4_600),
+                (8_000, E::Tick, Alive, 4_600),
+                (8_600, E::Tick, Expired(Expiry::TimedOut), 8_600),
+            ],
             // An acknowledgement that arrives after the deadline of its own send is too late.
             vec![(7_000, E::Acked(500), Expired(Expiry::TimedOut), 6_500)],
             // An older acknowledgement arriving after a newer one does not move the deadline back.
             vec![(4_100, E::Acked(4_000), Alive, 6_000), (4_200, E::Acked(2_000), Alive, 6_000)],
             // The cluster's word ends it at once; nothing revives it.
-            vec![(2_000, E::Gone, Expired(Expiry::Confirmed), 6_000), (2_100, E::Acked(2_050), Expired(Expiry::Confirmed), 6_000)],
+            vec![
+                (2_000, E::Gone, Expired(Expiry::Confirmed), 6_000),
+                (2_100, E::Acked(2_050), Expired(Expiry::Confirmed), 6_000),
+            ],
             vec![(1_000, E::Close, Expired(Expiry::Closed), 6_000), (1_500, E::Gone, Expired(Expiry::Closed), 6_000)],
         ];
         for (n, script) in scripts.into_iter().enumerate() {

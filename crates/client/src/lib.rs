@@ -90,7 +90,10 @@ mod time;
 mod transport;
 mod wait;
 
-pub use client::{Client, ClientBuilder, Grant, KeepaliveAck, LockHolder, LockStatus, Member, NodeStatus, SessionCreated, SessionInfo, Waiter};
+pub use client::{
+    Client, ClientBuilder, Grant, KeepaliveAck, LockHolder, LockStatus, Member, NodeStatus, SessionCreated,
+    SessionInfo, Waiter,
+};
 pub use error::{Attempt, Error};
 pub use lease::{Expiry, SessionState};
 pub use lock::LockGuard;

@@ -61,7 +61,8 @@ impl LockGuard {
     /// with the next holder's.
     pub async fn release(mut self) -> Result<(), Error> {
         self.released = true;
-        let result = self.client.release(self.grant.session_id, self.grant.resource.as_str(), self.grant.fence_token).await;
+        let result =
+            self.client.release(self.grant.session_id, self.grant.resource.as_str(), self.grant.fence_token).await;
         self.held.forget(&self.grant.resource);
         result
     }

@@ -65,12 +65,21 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("id", &self.id).field("client_id", &self.client_id).field("state", &self.state()).finish()
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .field("state", &self.state())
+            .finish()
     }
 }
 
 impl Session {
-    pub(crate) async fn open(client: Client, client_id: &str, timeout: Duration, lock_delay: Duration) -> Result<Session, Error> {
+    pub(crate) async fn open(
+        client: Client,
+        client_id: &str,
+        timeout: Duration,
+        lock_delay: Duration,
+    ) -> Result<Session, Error> {
         let sent_at = Instant::now();
         let created = client.create_session_with_lock_delay(client_id, timeout, lock_delay).await?;
         Ok(Session::start(client, created, sent_at))
@@ -82,7 +91,8 @@ impl Session {
         let lease = Arc::new(Mutex::new(Lease::new(sent_at, created.timeout, interval)));
         let (state, _) = watch::channel(SessionState::Alive);
         let state = Arc::new(state);
-        let keepalive = tokio::spawn(keep_alive(client.clone(), created.session_id, Arc::clone(&lease), Arc::clone(&state)));
+        let keepalive =
+            tokio::spawn(keep_alive(client.clone(), created.session_id, Arc::clone(&lease), Arc::clone(&state)));
         Session {
             client,
             id: created.session_id,
@@ -295,7 +305,8 @@ impl Drop for Pending {
         if self.settled {
             return;
         }
-        let (client, id, resource, held) = (self.client.clone(), self.session_id, self.resource.clone(), self.held.clone());
+        let (client, id, resource, held) =
+            (self.client.clone(), self.session_id, self.resource.clone(), self.held.clone());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             // No runtime: a lock granted anyway stays held until the session ends.
             held.forget(&resource);

@@ -33,7 +33,14 @@ pub(crate) struct Request {
 
 impl Request {
     pub fn new(method: Method, path: &[&str], safety: Safety) -> Request {
-        Request { method, path: path.iter().map(|s| s.to_string()).collect(), query: Vec::new(), body: None, safety, wait_until: None }
+        Request {
+            method,
+            path: path.iter().map(|s| s.to_string()).collect(),
+            query: Vec::new(),
+            body: None,
+            safety,
+            wait_until: None,
+        }
     }
 
     /// Whether this request may have changed something despite `failure`: never a read.
@@ -129,7 +136,8 @@ impl Transport {
                 }
                 // A long poll asks for what is left of its wait, and is given as long again.
                 let wait = request.wait_until.map(|until| ask_for(until.saturating_duration_since(now)));
-                let timeout = (self.settings.request_timeout + Duration::from_secs(wait.unwrap_or(0))).min(budget.deadline - now);
+                let timeout =
+                    (self.settings.request_timeout + Duration::from_secs(wait.unwrap_or(0))).min(budget.deadline - now);
                 let endpoint = self.endpoints.get(index).authority.clone();
                 match self.attempt(self.endpoints.get(index), request, wait, timeout).await {
                     Ok((status, body)) => {
@@ -172,7 +180,9 @@ impl Transport {
     pub async fn send_once(&self, endpoint: &Endpoint, request: &Request) -> Result<Answer, Error> {
         let timeout = self.settings.request_timeout;
         match self.attempt(endpoint, request, None, timeout).await {
-            Ok((status, body)) => Ok(Answer { status, body, endpoint: endpoint.authority.clone(), after_maybe_applied: false }),
+            Ok((status, body)) => {
+                Ok(Answer { status, body, endpoint: endpoint.authority.clone(), after_maybe_applied: false })
+            }
             Err((failure, _)) => Err(Error::Unavailable {
                 tried: vec![Attempt { endpoint: endpoint.authority.clone(), failure: failure.describe().to_string() }],
                 outcome_unknown: request.maybe_applied(&failure),
@@ -241,7 +251,9 @@ impl Transport {
         tokio::spawn(async move {
             let request = Request::new(Method::GET, &["cluster", "status"], Safety::Repeatable);
             for index in transport.endpoints.round() {
-                if let Ok((status, body)) = transport.attempt(transport.endpoints.get(index), &request, None, Duration::from_secs(2)).await {
+                if let Ok((status, body)) =
+                    transport.attempt(transport.endpoints.get(index), &request, None, Duration::from_secs(2)).await
+                {
                     if status.is_success() {
                         if let Some(http) = leader_http(&body) {
                             transport.endpoints.leader_is(http);
@@ -304,7 +316,8 @@ mod tests {
 
     #[test]
     fn the_leader_is_found_in_cluster_status() {
-        let members = json!([{"id": 1, "http": "127.0.0.1:5000"}, {"id": 2, "http": "127.0.0.1:5001"}, {"id": 3, "http": null}]);
+        let members =
+            json!([{"id": 1, "http": "127.0.0.1:5000"}, {"id": 2, "http": "127.0.0.1:5001"}, {"id": 3, "http": null}]);
         let table = [
             (json!({"leader_id": 2, "members": members}), Some("127.0.0.1:5001")),
             (json!({"leader_id": 3, "members": members}), None),

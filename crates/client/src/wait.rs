@@ -34,7 +34,10 @@ pub(crate) fn lock_delay_secs(lock_delay: Duration) -> Result<u64, Error> {
 
 fn whole_secs(field: &str, d: Duration, max: u64) -> Result<u64, Error> {
     if d.subsec_nanos() != 0 || d.as_secs() > max {
-        return Err(Error::InvalidInput { field: field.into(), reason: format!("must be whole seconds from 0 to {max}") });
+        return Err(Error::InvalidInput {
+            field: field.into(),
+            reason: format!("must be whole seconds from 0 to {max}"),
+        });
     }
     Ok(d.as_secs())
 }
@@ -76,13 +79,17 @@ mod tests {
             assert_eq!(lock_delay_secs(value).ok(), lock_delay, "{value:?}");
         }
         assert_eq!(wait_secs(s(301)).unwrap_err().to_string(), "invalid wait: must be whole seconds from 0 to 300");
-        assert_eq!(lock_delay_secs(s(61)).unwrap_err().to_string(), "invalid lock_delay: must be whole seconds from 0 to 60");
+        assert_eq!(
+            lock_delay_secs(s(61)).unwrap_err().to_string(),
+            "invalid lock_delay: must be whole seconds from 0 to 60"
+        );
     }
 
     #[test]
     fn each_attempt_asks_for_what_is_left_rounded_up() {
         let ms = Duration::from_millis;
-        let table = [(ms(0), 0), (ms(1), 1), (ms(999), 1), (ms(1000), 1), (ms(1001), 2), (ms(29_500), 30), (ms(400_000), 300)];
+        let table =
+            [(ms(0), 0), (ms(1), 1), (ms(999), 1), (ms(1000), 1), (ms(1001), 2), (ms(29_500), 30), (ms(400_000), 300)];
         for (left, secs) in table {
             assert_eq!(ask_for(left), secs, "{left:?}");
         }

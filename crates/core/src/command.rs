@@ -102,7 +102,9 @@ impl Command {
                 Timeout::from_secs(timeout.secs())?;
                 LockDelay::from_secs(lock_delay.secs())?;
             }
-            Command::Acquire { resource, .. } | Command::Wait { resource, .. } | Command::CancelWait { resource, .. } => {
+            Command::Acquire { resource, .. }
+            | Command::Wait { resource, .. }
+            | Command::CancelWait { resource, .. } => {
                 Resource::new(resource.as_str())?;
             }
             Command::Release { resource, fence_token, .. } => {
@@ -139,23 +141,51 @@ pub struct ExpiredSession {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
     /// `fresh` is false when the session already existed (a retried create).
-    SessionCreated { session_id: SessionId, fresh: bool },
-    SessionDeleted { session_id: SessionId, released: Vec<Grant> },
+    SessionCreated {
+        session_id: SessionId,
+        fresh: bool,
+    },
+    SessionDeleted {
+        session_id: SessionId,
+        released: Vec<Grant>,
+    },
     /// `fresh` is false when the session already held the lock (idempotent acquire).
-    Acquired { grant: Grant, fresh: bool },
-    Released { grant: Grant },
+    Acquired {
+        grant: Grant,
+        fresh: bool,
+    },
+    Released {
+        grant: Grant,
+    },
     /// From `ExpireSessions` and `Cleanup`: the sessions expired now, and how many expired
     /// sessions were removed for good.
-    Expired { expired: Vec<ExpiredSession>, removed: u64 },
+    Expired {
+        expired: Vec<ExpiredSession>,
+        removed: u64,
+    },
     /// From `RecordKeepalives`: how many live sessions it updated.
-    KeepalivesRecorded { updated: u64 },
+    KeepalivesRecorded {
+        updated: u64,
+    },
     /// From `Wait`: the session is in the resource's queue at `position` (1 is the head).
     /// `fresh` is false when it was already queued (a retried wait keeps its place).
-    Queued { resource: Resource, session_id: SessionId, position: u64, deadline: UnixMillis, fresh: bool },
+    Queued {
+        resource: Resource,
+        session_id: SessionId,
+        position: u64,
+        deadline: UnixMillis,
+        fresh: bool,
+    },
     /// From `CancelWait`.
-    WaitCancelled { resource: Resource, session_id: SessionId },
+    WaitCancelled {
+        resource: Resource,
+        session_id: SessionId,
+    },
     /// From `Tick`: how many waits timed out and how many queued sessions got their lock.
-    Ticked { timed_out: u64, handed_off: u64 },
+    Ticked {
+        timed_out: u64,
+        handed_off: u64,
+    },
 }
 
 /// Why a session stopped waiting without the lock.
@@ -186,15 +216,43 @@ impl WaitEnd {
 /// event stream, the leader's open waits) read these; nothing in the state depends on them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect {
-    SessionCreated { session_id: SessionId, client_id: ClientId, timeout: Timeout, lock_delay: LockDelay },
-    SessionDeleted { session_id: SessionId, client_id: ClientId, released: Vec<Grant> },
-    SessionExpired { session_id: SessionId, client_id: ClientId, released: Vec<Grant> },
+    SessionCreated {
+        session_id: SessionId,
+        client_id: ClientId,
+        timeout: Timeout,
+        lock_delay: LockDelay,
+    },
+    SessionDeleted {
+        session_id: SessionId,
+        client_id: ClientId,
+        released: Vec<Grant>,
+    },
+    SessionExpired {
+        session_id: SessionId,
+        client_id: ClientId,
+        released: Vec<Grant>,
+    },
     /// A new grant. `queued`: handed over from the queue (then `waited_ms` is how long the
     /// session waited); otherwise granted on request.
-    LockAcquired { grant: Grant, client_id: ClientId, mode: Mode, queued: bool, waited_ms: u64 },
-    LockReleased { grant: Grant, client_id: ClientId },
+    LockAcquired {
+        grant: Grant,
+        client_id: ClientId,
+        mode: Mode,
+        queued: bool,
+        waited_ms: u64,
+    },
+    LockReleased {
+        grant: Grant,
+        client_id: ClientId,
+    },
     /// A session joined a queue at `position`, or (a retried wait) moved its deadline.
-    LockWaiting { resource: Resource, session_id: SessionId, client_id: ClientId, waiter: Waiter, position: u64 },
+    LockWaiting {
+        resource: Resource,
+        session_id: SessionId,
+        client_id: ClientId,
+        waiter: Waiter,
+        position: u64,
+    },
     /// A session left a queue without the lock. `blocked_by` is why it could not have the lock
     /// at that moment (for a timeout's answer), if it was held or delayed.
     LockWaitEnded {
@@ -222,8 +280,12 @@ pub struct Waiter {
 /// command the same way, and a refused command changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DomainError {
-    SessionNotFound { session_id: SessionId },
-    SessionExpired { session_id: SessionId },
+    SessionNotFound {
+        session_id: SessionId,
+    },
+    SessionExpired {
+        session_id: SessionId,
+    },
     /// Another session holds the resource; `queue_length` sessions wait for it.
     LockHeld {
         resource: Resource,
@@ -234,15 +296,33 @@ pub enum DomainError {
         queue_length: u64,
     },
     /// The resource is free but under lock-delay (its holder's session expired) until `until`.
-    LockDelayed { resource: Resource, until: UnixMillis, queue_length: u64 },
+    LockDelayed {
+        resource: Resource,
+        until: UnixMillis,
+        queue_length: u64,
+    },
     /// The resource's queue already has `MAX_WAITERS` sessions.
-    QueueFull { resource: Resource, queue_length: u64 },
+    QueueFull {
+        resource: Resource,
+        queue_length: u64,
+    },
     /// `CancelWait` for a session that is not in the resource's queue (granted or gone already).
-    NotWaiting { session_id: SessionId, resource: Resource },
+    NotWaiting {
+        session_id: SessionId,
+        resource: Resource,
+    },
     /// Release of a resource this session does not hold.
-    LockNotHeld { session_id: SessionId, resource: Resource },
+    LockNotHeld {
+        session_id: SessionId,
+        resource: Resource,
+    },
     /// Release under a token other than the one this session holds the resource with.
-    FenceTokenMismatch { session_id: SessionId, resource: Resource, held: FenceToken, presented: FenceToken },
+    FenceTokenMismatch {
+        session_id: SessionId,
+        resource: Resource,
+        held: FenceToken,
+        presented: FenceToken,
+    },
     /// A command whose values break the rules (see `Command::validate`).
     Invalid(InvalidValue),
 }
@@ -262,7 +342,12 @@ mod tests {
         let r = || Resource::new("r").unwrap();
         let now = UnixMillis(5);
         let earlier = [
-            Command::CreateSession { session_id: s, client_id: ClientId::new("c").unwrap(), timeout: Timeout::DEFAULT, now },
+            Command::CreateSession {
+                session_id: s,
+                client_id: ClientId::new("c").unwrap(),
+                timeout: Timeout::DEFAULT,
+                now,
+            },
             Command::DeleteSession { session_id: s, now },
             Command::Acquire { session_id: s, resource: r(), now },
             Command::Release { session_id: s, resource: r(), fence_token: FenceToken(1), now },

@@ -30,4 +30,6 @@ mod types;
 
 pub use command::{Applied, Command, DomainError, Effect, ExpiredSession, Grant, Outcome, WaitEnd, Waiter};
 pub use state::{Lock, LockState, Session, SessionStatus, SnapshotError, Stats, EXPIRED_RETENTION, MAX_WAITERS};
-pub use types::{ClientId, FenceToken, InvalidValue, LockDelay, Mode, Resource, SessionId, Timeout, UnixMillis, WaitSecs};
+pub use types::{
+    ClientId, FenceToken, InvalidValue, LockDelay, Mode, Resource, SessionId, Timeout, UnixMillis, WaitSecs,
+};

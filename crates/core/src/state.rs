@@ -23,7 +23,9 @@ pub const MAX_WAITERS: usize = 10_000;
 pub enum SessionStatus {
     Live,
     /// Expired by the leader at this time; it holds no locks and never comes back.
-    Expired { at: UnixMillis },
+    Expired {
+        at: UnixMillis,
+    },
 }
 
 /// A client's session.
@@ -347,7 +349,13 @@ impl LockState {
         Applied::Queued { resource, session_id, position, deadline: deadline.max(old), fresh: false }
     }
 
-    fn cancel_wait(&mut self, session_id: SessionId, resource: Resource, now: UnixMillis, effects: &mut Vec<Effect>) -> Outcome {
+    fn cancel_wait(
+        &mut self,
+        session_id: SessionId,
+        resource: Resource,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) -> Outcome {
         let session = match self.sessions.get(&session_id) {
             None => return Err(DomainError::SessionNotFound { session_id }),
             Some(s) => s,
@@ -392,7 +400,12 @@ impl LockState {
     /// skipped (the sweep that listed them may have raced a delete). Its waits end, its locks
     /// are released, and each lock goes to the head of its queue now or, with a lock-delay,
     /// when the delay ends.
-    fn expire_all(&mut self, session_ids: &[SessionId], now: UnixMillis, effects: &mut Vec<Effect>) -> Vec<ExpiredSession> {
+    fn expire_all(
+        &mut self,
+        session_ids: &[SessionId],
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) -> Vec<ExpiredSession> {
         let mut expired = Vec::new();
         for &session_id in session_ids {
             let Some(session) = self.sessions.get(&session_id) else { continue };
@@ -406,7 +419,11 @@ impl LockState {
             let held = std::mem::take(&mut session.locks);
             self.expired_index.insert((now, session_id));
             let released = self.release_all(session_id, &held);
-            effects.push(Effect::SessionExpired { session_id, client_id: client_id.clone(), released: released.clone() });
+            effects.push(Effect::SessionExpired {
+                session_id,
+                client_id: client_id.clone(),
+                released: released.clone(),
+            });
             for grant in &released {
                 if lock_delay == LockDelay::NONE {
                     self.hand_off(&grant.resource, now, self.held_by(grant, &client_id), effects);
@@ -438,7 +455,11 @@ impl LockState {
                 break;
             }
             self.end_delay(&resource);
-            let delayed = DomainError::LockDelayed { resource: resource.clone(), until, queue_length: self.queue_len(&resource) as u64 };
+            let delayed = DomainError::LockDelayed {
+                resource: resource.clone(),
+                until,
+                queue_length: self.queue_len(&resource) as u64,
+            };
             if self.hand_off(&resource, now, Some(delayed), effects) {
                 handed_off += 1;
             }
@@ -480,7 +501,12 @@ impl LockState {
         held.iter()
             .filter_map(|resource| {
                 let lock = self.locks.remove(resource)?;
-                Some(Grant { resource: resource.clone(), session_id, fence_token: lock.fence_token, acquired_at: lock.acquired_at })
+                Some(Grant {
+                    resource: resource.clone(),
+                    session_id,
+                    fence_token: lock.fence_token,
+                    acquired_at: lock.acquired_at,
+                })
             })
             .collect()
     }
@@ -500,7 +526,13 @@ impl LockState {
     /// deadline has not passed; waiters past their deadline that are in the way leave the
     /// queue. `freed_from` is what held it until now, which is what a waiter that timed out
     /// was waiting behind. Returns whether someone got it.
-    fn hand_off(&mut self, resource: &Resource, now: UnixMillis, freed_from: Option<DomainError>, effects: &mut Vec<Effect>) -> bool {
+    fn hand_off(
+        &mut self,
+        resource: &Resource,
+        now: UnixMillis,
+        freed_from: Option<DomainError>,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
         let mark = effects.len();
         let mut granted = false;
         while let Some(waiter) = self.queues.get_mut(resource).and_then(VecDeque::pop_front) {
@@ -534,7 +566,14 @@ impl LockState {
     }
 
     /// Takes one session out of one queue, saying why.
-    fn leave_queue(&mut self, session_id: SessionId, resource: &Resource, reason: WaitEnd, now: UnixMillis, effects: &mut Vec<Effect>) {
+    fn leave_queue(
+        &mut self,
+        session_id: SessionId,
+        resource: &Resource,
+        reason: WaitEnd,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) {
         let Some(queue) = self.queues.get_mut(resource) else { return };
         let Some(index) = queue.iter().position(|w| w.session_id == session_id) else { return };
         let Some(waiter) = queue.remove(index) else { return };
@@ -555,11 +594,22 @@ impl LockState {
             // the way until now).
             _ => self.unavailable(resource, now).or_else(|| {
                 let until = self.delayed_until(resource)?;
-                Some(DomainError::LockDelayed { resource: resource.clone(), until, queue_length: self.queue_len(resource) as u64 })
+                Some(DomainError::LockDelayed {
+                    resource: resource.clone(),
+                    until,
+                    queue_length: self.queue_len(resource) as u64,
+                })
             }),
         };
         let waited_ms = waited(waiter.since, now);
-        effects.push(Effect::LockWaitEnded { resource: resource.clone(), session_id, client_id, reason, waited_ms, blocked_by });
+        effects.push(Effect::LockWaitEnded {
+            resource: resource.clone(),
+            session_id,
+            client_id,
+            reason,
+            waited_ms,
+            blocked_by,
+        });
     }
 
     /// Ends every wait of a session that is going away.
@@ -639,7 +689,11 @@ impl LockState {
             });
         }
         let until = *self.delays.get(resource)?;
-        (until > now || queue_length > 0).then(|| DomainError::LockDelayed { resource: resource.clone(), until, queue_length })
+        (until > now || queue_length > 0).then(|| DomainError::LockDelayed {
+            resource: resource.clone(),
+            until,
+            queue_length,
+        })
     }
 
     /// The session if it exists and is live; otherwise why not.
@@ -838,7 +892,10 @@ impl LockState {
                 return Err(format!("session {} does not list its lock {resource}", lock.holder));
             }
             if lock.fence_token.0 == 0 || lock.fence_token.0 > self.fence_counter {
-                return Err(format!("lock {resource} has token {} beyond counter {}", lock.fence_token, self.fence_counter));
+                return Err(format!(
+                    "lock {resource} has token {} beyond counter {}",
+                    lock.fence_token, self.fence_counter
+                ));
             }
             if !tokens.insert(lock.fence_token) {
                 return Err(format!("token {} held twice", lock.fence_token));
@@ -856,9 +913,15 @@ impl LockState {
                 let id = waiter.session_id;
                 match self.sessions.get(&id) {
                     None => return Err(format!("{resource} has a waiter of unknown session {id}")),
-                    Some(s) if s.is_expired() => return Err(format!("{resource} has a waiter of expired session {id}")),
-                    Some(s) if !s.waiting.contains(resource) => return Err(format!("session {id} does not list its wait for {resource}")),
-                    Some(s) if s.locks.contains(resource) => return Err(format!("session {id} both holds and waits for {resource}")),
+                    Some(s) if s.is_expired() => {
+                        return Err(format!("{resource} has a waiter of expired session {id}"))
+                    }
+                    Some(s) if !s.waiting.contains(resource) => {
+                        return Err(format!("session {id} does not list its wait for {resource}"))
+                    }
+                    Some(s) if s.locks.contains(resource) => {
+                        return Err(format!("session {id} both holds and waits for {resource}"))
+                    }
                     Some(_) => {}
                 }
                 if !deadlines.insert((waiter.deadline, resource.clone(), id)) {
@@ -922,7 +985,9 @@ mod tests {
             };
             state.apply(create).unwrap();
         }
-        state.apply(Command::Acquire { session_id: a, resource: Resource::new("r").unwrap(), now: UnixMillis(2) }).unwrap();
+        state
+            .apply(Command::Acquire { session_id: a, resource: Resource::new("r").unwrap(), now: UnixMillis(2) })
+            .unwrap();
         state.apply(Command::ExpireSessions { session_ids: vec![b], now: UnixMillis(3) }).unwrap();
         let sessions = state
             .sessions

@@ -236,7 +236,10 @@ impl Mode {
     pub fn parse(raw: &str) -> Result<Mode, InvalidValue> {
         match raw {
             "exclusive" => Ok(Mode::Exclusive),
-            "shared" => Err(InvalidValue::new("mode", "shared is not supported by this version of lock.io yet; use \"exclusive\"")),
+            "shared" => Err(InvalidValue::new(
+                "mode",
+                "shared is not supported by this version of lock.io yet; use \"exclusive\"",
+            )),
             _ => Err(InvalidValue::new("mode", "must be \"exclusive\"")),
         }
     }

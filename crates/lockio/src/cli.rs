@@ -240,7 +240,8 @@ fn parse_secs(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     match raw.parse::<f64>() {
         Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|_| format!("`{raw}` is not a number of seconds")),
-        Err(_) => humantime::parse_duration(raw).map_err(|_| format!("`{raw}` is not a number of seconds or a duration like 500ms")),
+        Err(_) => humantime::parse_duration(raw)
+            .map_err(|_| format!("`{raw}` is not a number of seconds or a duration like 500ms")),
     }
 }
 
@@ -383,8 +384,16 @@ mod tests {
             (&["lockio", "stats"], dev.clone(), false),
             (&["lockio", "--json", "stats"], dev.clone(), true),
             (&["lockio", "stats", "--json", "--endpoints", "a:1,b:2"], vec!["a:1".into(), "b:2".into()], true),
-            (&["lockio", "--endpoints", "a:1", "session", "get", "b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d"], vec!["a:1".into()], false),
-            (&["lockio", "session", "--json", "get", "b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d", "--endpoints", "c:3"], vec!["c:3".into()], true),
+            (
+                &["lockio", "--endpoints", "a:1", "session", "get", "b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d"],
+                vec!["a:1".into()],
+                false,
+            ),
+            (
+                &["lockio", "session", "--json", "get", "b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d", "--endpoints", "c:3"],
+                vec!["c:3".into()],
+                true,
+            ),
         ];
         for (args, endpoints, json) in table {
             let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
@@ -400,7 +409,8 @@ mod tests {
 
     #[test]
     fn exec_takes_the_command_after_a_double_dash() {
-        let cli = Cli::try_parse_from(["lockio", "exec", "res", "--wait", "2.5", "--", "sh", "-c", "echo --wait"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["lockio", "exec", "res", "--wait", "2.5", "--", "sh", "-c", "echo --wait"]).unwrap();
         let Command::Exec(exec) = cli.command else { panic!() };
         assert_eq!(exec.resource, "res");
         assert_eq!(exec.wait, Duration::from_millis(2500));
@@ -413,7 +423,10 @@ mod tests {
         assert_eq!(parse_secs("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_wait("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_wait("301").is_err());
-        assert!(Cli::try_parse_from(["lockio", "exec", "res", "--wait", "6m", "--", "true"]).is_err(), "longer than the cluster waits");
+        assert!(
+            Cli::try_parse_from(["lockio", "exec", "res", "--wait", "6m", "--", "true"]).is_err(),
+            "longer than the cluster waits"
+        );
     }
 
     #[test]
@@ -426,7 +439,9 @@ mod tests {
         let Command::Lock(Group { command: LockCommand::Acquire { wait, .. }, .. }) = cli.command else { panic!() };
         assert_eq!(wait, Duration::ZERO, "a try-lock by default");
         let cli = Cli::try_parse_from(["lockio", "session", "create", "--lock-delay", "10"]).unwrap();
-        let Command::Session(Group { command: SessionCommand::Create { lock_delay, .. }, .. }) = cli.command else { panic!() };
+        let Command::Session(Group { command: SessionCommand::Create { lock_delay, .. }, .. }) = cli.command else {
+            panic!()
+        };
         assert_eq!(lock_delay, 10);
     }
 

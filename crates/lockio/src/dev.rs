@@ -25,7 +25,8 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
 
 async fn run_async(args: DevArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the lockio binary")?;
-    let peers: Vec<String> = (1..=args.nodes).map(|id| format!("{id}=127.0.0.1:{}", RAFT_BASE + id as u16 - 1)).collect();
+    let peers: Vec<String> =
+        (1..=args.nodes).map(|id| format!("{id}=127.0.0.1:{}", RAFT_BASE + id as u16 - 1)).collect();
     let peers = peers.join(",");
     let mut nodes = Vec::new();
     for id in 1..=args.nodes {

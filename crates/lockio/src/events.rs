@@ -31,10 +31,21 @@ pub struct Event {
 pub enum What {
     /// A change applied from the Raft log at `index`; `position` orders the changes of one
     /// entry (an entry carries a batch of commands), the same on every node.
-    Applied { index: u64, position: u32, change: Change },
-    LeaderChanged { leader_id: Option<NodeId>, term: u64 },
-    NodeUnreachable { node_id: NodeId },
-    NodeReachable { node_id: NodeId },
+    Applied {
+        index: u64,
+        position: u32,
+        change: Change,
+    },
+    LeaderChanged {
+        leader_id: Option<NodeId>,
+        term: u64,
+    },
+    NodeUnreachable {
+        node_id: NodeId,
+    },
+    NodeReachable {
+        node_id: NodeId,
+    },
 }
 
 /// A cheap handle on the node's event log.

@@ -11,12 +11,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
+use crate::events::EventLog;
 use crate::raft::log_store::LogStore;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::store::Store;
 use crate::raft::Raft;
-use crate::events::EventLog;
-use crate::service::{run_leader_watch, run_member_probes, run_sweeper, Request, Service, ServiceConfig, Signals, Waits};
+use crate::service::{
+    run_leader_watch, run_member_probes, run_sweeper, Request, Service, ServiceConfig, Signals, Waits,
+};
 use crate::transport::{Network, PeerClient};
 use crate::{formation, http, transport};
 
@@ -33,13 +35,16 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow:
         TcpListener::bind(args.raft).await.with_context(|| format!("cannot listen on --raft {}", args.raft))?;
     let store = Store::open(&args.data_dir)
         .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
-    store.bind_to_node(args.id).with_context(|| format!("cannot use the data directory {}", args.data_dir.display()))?;
+    store
+        .bind_to_node(args.id)
+        .with_context(|| format!("cannot use the data directory {}", args.data_dir.display()))?;
     let metrics = crate::metrics::install().context("cannot install the metrics recorder")?;
     let events = EventLog::new();
     let waits = Waits::default();
 
     let log_store = LogStore::new(store.clone());
-    let state_machine = StateMachine::open(store, events.clone(), waits.clone()).context("cannot load the last snapshot")?;
+    let state_machine =
+        StateMachine::open(store, events.clone(), waits.clone()).context("cannot load the last snapshot")?;
     let view = state_machine.view();
     let signals = Signals::new(log_store.committed_index());
     let peers = PeerClient::new();
@@ -94,7 +99,10 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow:
         tokio::spawn(run_member_probes(service.clone())),
         tokio::spawn(run_leader_watch(service.clone())),
         tokio::spawn(formation::form_cluster_once(raft.clone(), args.id, args.peers.clone(), peers)),
-        tokio::spawn(advertise_http(service.clone(), args.advertise_http.clone().unwrap_or_else(|| args.http.to_string()))),
+        tokio::spawn(advertise_http(
+            service.clone(),
+            args.advertise_http.clone().unwrap_or_else(|| args.http.to_string()),
+        )),
     ];
     tracing::info!(node_id = args.id, http = %args.http, raft = %args.raft, "node started");
 

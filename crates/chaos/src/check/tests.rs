@@ -32,7 +32,15 @@ fn o(kind: OpKind, s: u128, r: Option<&str>, token: Option<u64>, invoke: f64, co
 }
 
 /// A replicated event: `(index, change, at, session, resource, token, released)`.
-fn e(index: u64, change: Change, at: f64, s: u128, r: Option<&str>, token: Option<u64>, released: &[(&str, u64)]) -> Applied {
+fn e(
+    index: u64,
+    change: Change,
+    at: f64,
+    s: u128,
+    r: Option<&str>,
+    token: Option<u64>,
+    released: &[(&str, u64)],
+) -> Applied {
     Applied {
         index,
         position: 0,
@@ -172,7 +180,9 @@ fn clean() -> Evidence {
         disagreements: vec![],
         final_state: FinalState {
             fence_counter: 5,
-            locks: [(res("r"), Some((sid(B), t(2)))), (res("r2"), None), (res("q"), Some((sid(E), t(5))))].into_iter().collect(),
+            locks: [(res("r"), Some((sid(B), t(2)))), (res("r2"), None), (res("q"), Some((sid(E), t(5))))]
+                .into_iter()
+                .collect(),
             sessions: [
                 (sid(A), SessionFinal::Absent),
                 (sid(B), SessionFinal::Live),
@@ -207,7 +217,9 @@ type Case = (&'static str, u8, fn(&mut Evidence));
 
 const CASES: &[Case] = &[
     ("one token acknowledged for two grants", 1, |ev| add_op(ev, o(Acquire, C, Some("r3"), Some(2), 7.5, 7.6, Acked))),
-    ("one token granted twice in the log", 1, |ev| ev.events.push(e(30, LockAcquired, 30.0, B, Some("r3"), Some(2), &[]))),
+    ("one token granted twice in the log", 1, |ev| {
+        ev.events.push(e(30, LockAcquired, 30.0, B, Some("r3"), Some(2), &[]))
+    }),
     ("a token lower than an earlier one in the log", 1, |ev| {
         ev.events.push(e(30, LockAcquired, 30.0, B, Some("r3"), Some(7), &[]));
         ev.events.push(e(31, LockAcquired, 30.1, B, Some("r4"), Some(6), &[]));
@@ -221,7 +233,9 @@ const CASES: &[Case] = &[
         without_event(ev, 9);
         ev.events.push(e(9, SessionExpired, 17.5, C, None, None, &[]));
     }),
-    ("a release of a grant that was not held", 3, |ev| ev.events.push(e(30, LockReleased, 30.0, A, Some("r"), Some(1), &[]))),
+    ("a release of a grant that was not held", 3, |ev| {
+        ev.events.push(e(30, LockReleased, 30.0, A, Some("r"), Some(1), &[]))
+    }),
     ("replicas that disagree on an entry", 3, |ev| ev.disagreements.push("node 2 reported index 5 differently".into())),
     ("an acknowledged grant missing from the final state", 4, |ev| {
         ev.final_state.locks.insert(res("r"), None);
@@ -294,7 +308,9 @@ const CASES: &[Case] = &[
         ev.events.push(waiting(30, 30.0, D, "q", 30.0, 33.0));
         ev.events.push(wait_ended(31, 31.0, D, "q", WaitEnd::Timeout));
     }),
-    ("the end of a wait that was not in the queue", 9, |ev| ev.events.push(wait_ended(30, 30.0, D, "q", WaitEnd::Cancelled))),
+    ("the end of a wait that was not in the queue", 9, |ev| {
+        ev.events.push(wait_ended(30, 30.0, D, "q", WaitEnd::Cancelled))
+    }),
     ("a session deleted while still waiting", 10, |ev| ev.events.retain(|e| !(e.index == 21 && e.position == 0))),
     ("a session queued after it ended", 10, |ev| ev.events.push(waiting(30, 30.0, G, "q", 30.0, 33.0))),
     ("a waiter left at the end whose session ended in the history", 10, |ev| {
@@ -375,7 +391,6 @@ fn changes_batched_into_one_entry_are_ordered_by_position() {
     // The same two changes in the other order would be a grant of a held lock.
     assert!(counts(&batched(false)).iter().any(|(n, v)| *n == 3 && *v > 0));
 }
-
 
 #[test]
 fn a_waiter_whose_session_ends_during_the_final_reads_is_not_left_behind() {

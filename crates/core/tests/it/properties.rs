@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use lockio_core::{
-    Applied, ClientId, Command, DomainError, Effect, FenceToken, LockDelay, LockState, Mode, Outcome, Resource, SessionId,
-    Timeout, UnixMillis,
+    Applied, ClientId, Command, DomainError, Effect, FenceToken, LockDelay, LockState, Mode, Outcome, Resource,
+    SessionId, Timeout, UnixMillis,
 };
 use proptest::prelude::*;
 
@@ -251,7 +251,9 @@ fn corrupt_snapshots_are_refused_not_panicked_on() {
             now: UnixMillis(1),
         })
         .unwrap();
-    state.apply(Command::Acquire { session_id: sid, resource: Resource::new("r").unwrap(), now: UnixMillis(2) }).unwrap();
+    state
+        .apply(Command::Acquire { session_id: sid, resource: Resource::new("r").unwrap(), now: UnixMillis(2) })
+        .unwrap();
     let bytes = state.snapshot();
     assert!(LockState::restore(&[]).is_err());
     assert!(LockState::restore(&[9]).is_err());

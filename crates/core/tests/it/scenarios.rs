@@ -24,8 +24,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use lockio_core::{
-    Applied, ClientId, Command, DomainError, Effect, FenceToken, LockDelay, LockState, Mode, Outcome, Resource, SessionId,
-    SessionStatus, Timeout, UnixMillis,
+    Applied, ClientId, Command, DomainError, Effect, FenceToken, LockDelay, LockState, Mode, Outcome, Resource,
+    SessionId, SessionStatus, Timeout, UnixMillis,
 };
 
 struct Script {
@@ -103,7 +103,8 @@ impl Script {
             }
             "create-raw" => {
                 let session_id = self.id(&args[0]);
-                let client_id: ClientId = postcard::from_bytes(&postcard::to_allocvec(&opts["client"]).unwrap()).unwrap();
+                let client_id: ClientId =
+                    postcard::from_bytes(&postcard::to_allocvec(&opts["client"]).unwrap()).unwrap();
                 let secs: u32 = opts["timeout"].parse().unwrap();
                 let timeout: Timeout = postcard::from_bytes(&postcard::to_allocvec(&secs).unwrap()).unwrap();
                 let outcome = self.state.apply(Command::CreateSession { session_id, client_id, timeout, now });
@@ -164,7 +165,10 @@ impl Script {
                         let waiting = if s.waiting.is_empty() {
                             String::new()
                         } else {
-                            format!(" waiting=[{}]", s.waiting.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(","))
+                            format!(
+                                " waiting=[{}]",
+                                s.waiting.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",")
+                            )
                         };
                         let status = match s.status {
                             SessionStatus::Live => "live".to_string(),
@@ -185,11 +189,16 @@ impl Script {
                     Some(until) => format!("free, delayed until={}", until.0),
                     None => "free".to_string(),
                 },
-                Some(l) => format!("held by {} token={} since={}", self.name(&l.holder), l.fence_token, l.acquired_at.0),
+                Some(l) => {
+                    format!("held by {} token={} since={}", self.name(&l.holder), l.fence_token, l.acquired_at.0)
+                }
             },
             "locks" => {
-                let all: Vec<String> =
-                    self.state.locks().map(|(r, l)| format!("{r}:{}:{}", self.name(&l.holder), l.fence_token)).collect();
+                let all: Vec<String> = self
+                    .state
+                    .locks()
+                    .map(|(r, l)| format!("{r}:{}:{}", self.name(&l.holder), l.fence_token))
+                    .collect();
                 format!("[{}]", all.join(" "))
             }
             "stats" => {
@@ -225,9 +234,13 @@ impl Script {
                     grant.fence_token
                 )
                 .unwrap(),
-                Effect::LockWaitEnded { resource, session_id, reason, waited_ms, .. } => {
-                    write!(out, "\nwait ended {} {resource} {} waited={waited_ms}", self.name(&session_id), reason.as_str()).unwrap()
-                }
+                Effect::LockWaitEnded { resource, session_id, reason, waited_ms, .. } => write!(
+                    out,
+                    "\nwait ended {} {resource} {} waited={waited_ms}",
+                    self.name(&session_id),
+                    reason.as_str()
+                )
+                .unwrap(),
                 _ => {}
             }
         }
@@ -258,20 +271,29 @@ impl Script {
                 self.name(&session_id),
                 deadline.0
             ),
-            Ok(Applied::WaitCancelled { resource, session_id }) => format!("cancelled {} {resource}", self.name(&session_id)),
-            Ok(Applied::Ticked { timed_out, handed_off }) => format!("ticked timed_out={timed_out} handed_off={handed_off}"),
+            Ok(Applied::WaitCancelled { resource, session_id }) => {
+                format!("cancelled {} {resource}", self.name(&session_id))
+            }
+            Ok(Applied::Ticked { timed_out, handed_off }) => {
+                format!("ticked timed_out={timed_out} handed_off={handed_off}")
+            }
             Ok(Applied::Expired { expired, removed }) => {
                 let e: Vec<String> = expired
                     .iter()
                     .map(|x| {
-                        let r: Vec<String> = x.released.iter().map(|g| format!("{}:{}", g.resource, g.fence_token)).collect();
+                        let r: Vec<String> =
+                            x.released.iter().map(|g| format!("{}:{}", g.resource, g.fence_token)).collect();
                         format!("{}[{}]", self.name(&x.session_id), r.join(","))
                     })
                     .collect();
                 format!("expired=[{}] removed={removed}", e.join(" "))
             }
-            Err(DomainError::SessionNotFound { session_id }) => format!("error SESSION_NOT_FOUND {}", self.name(&session_id)),
-            Err(DomainError::SessionExpired { session_id }) => format!("error SESSION_EXPIRED {}", self.name(&session_id)),
+            Err(DomainError::SessionNotFound { session_id }) => {
+                format!("error SESSION_NOT_FOUND {}", self.name(&session_id))
+            }
+            Err(DomainError::SessionExpired { session_id }) => {
+                format!("error SESSION_EXPIRED {}", self.name(&session_id))
+            }
             Err(DomainError::LockHeld { resource, holder, holder_client, fence_token, since, queue_length }) => {
                 let queue = if queue_length > 0 { format!(" queue={queue_length}") } else { String::new() };
                 format!(
@@ -283,7 +305,9 @@ impl Script {
             Err(DomainError::LockDelayed { resource, until, queue_length }) => {
                 format!("error LOCK_DELAYED {resource} until={} queue={queue_length}", until.0)
             }
-            Err(DomainError::QueueFull { resource, queue_length }) => format!("error QUEUE_FULL {resource} queue={queue_length}"),
+            Err(DomainError::QueueFull { resource, queue_length }) => {
+                format!("error QUEUE_FULL {resource} queue={queue_length}")
+            }
             Err(DomainError::NotWaiting { session_id, resource }) => {
                 format!("error NOT_WAITING {resource} by {}", self.name(&session_id))
             }

@@ -68,14 +68,20 @@ pub async fn run(client: Client, args: ExecArgs) -> i32 {
         Ok(Ended::Exited(status)) => {
             // Nothing CMD started may outlive the lock: what is left of its group goes first.
             if job.group_alive() {
-                eprintln!("lockio: CMD exited, leaving processes in its process group {}; sending them SIGTERM", job.pid);
+                eprintln!(
+                    "lockio: CMD exited, leaving processes in its process group {}; sending them SIGTERM",
+                    job.pid
+                );
                 if let Err(e) = job.stop(args.grace).await {
                     eprintln!("lockio: warning: stopping CMD's process group: {e}");
                 }
             }
             // A child that exited at the moment the session was lost may have run unprotected.
             if let SessionState::Expired(why) = session.state() {
-                eprintln!("lockio: lost the lock on {resource} as CMD exited: session {} expired ({why})", session.id());
+                eprintln!(
+                    "lockio: lost the lock on {resource} as CMD exited: session {} expired ({why})",
+                    session.id()
+                );
                 close(session, None).await;
                 return LOST;
             }
@@ -170,7 +176,11 @@ impl Job {
         match gone {
             Ok(status) => status,
             Err(_) => {
-                let what = if self.own_group { format!("CMD's process group {}", self.pid) } else { format!("CMD (pid {})", self.pid) };
+                let what = if self.own_group {
+                    format!("CMD's process group {}", self.pid)
+                } else {
+                    format!("CMD (pid {})", self.pid)
+                };
                 eprintln!("lockio: {what} did not exit within {}s of SIGTERM; sending SIGKILL", grace.as_secs_f64());
                 self.signal(libc::SIGKILL);
                 self.wait().await
@@ -188,7 +198,13 @@ enum Ended {
 
 /// Waits for CMD while passing signals on to it and watching the session; stops CMD when the
 /// session is lost.
-async fn supervise(job: &mut Job, session: &Session, resource: &str, signals: &mut Signals, grace: Duration) -> std::io::Result<Ended> {
+async fn supervise(
+    job: &mut Job,
+    session: &Session,
+    resource: &str,
+    signals: &mut Signals,
+    grace: Duration,
+) -> std::io::Result<Ended> {
     let mut state = session.watch();
     let mut warned = false;
     loop {
@@ -238,8 +254,13 @@ async fn close(session: Session, guard: Option<LockGuard>) {
     };
     match tokio::time::timeout(CLEANUP, cleanup).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("lockio: warning: could not delete session {id} ({e}); it expires within {}s", timeout.as_secs()),
-        Err(_) => eprintln!("lockio: warning: could not delete session {id} in time; it expires within {}s", timeout.as_secs()),
+        Ok(Err(e)) => {
+            eprintln!("lockio: warning: could not delete session {id} ({e}); it expires within {}s", timeout.as_secs())
+        }
+        Err(_) => eprintln!(
+            "lockio: warning: could not delete session {id} in time; it expires within {}s",
+            timeout.as_secs()
+        ),
     }
 }
 

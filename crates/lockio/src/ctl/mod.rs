@@ -77,7 +77,13 @@ async fn session(client: &Client, command: SessionCommand) -> Result<Option<Outp
     let now = SystemTime::now();
     Ok(Some(match command {
         SessionCommand::Create { client_id, timeout, lock_delay, quiet } => {
-            let created = client.create_session_with_lock_delay(&client_id, Duration::from_secs(timeout), Duration::from_secs(lock_delay)).await?;
+            let created = client
+                .create_session_with_lock_delay(
+                    &client_id,
+                    Duration::from_secs(timeout),
+                    Duration::from_secs(lock_delay),
+                )
+                .await?;
             if quiet {
                 println!("{}", created.session_id);
                 return Ok(None);

@@ -3,7 +3,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lockio_client::{ClientId, FenceToken, Grant, KeepaliveAck, LockStatus, NodeStatus, Resource, SessionCreated, SessionId, SessionInfo, Stats, Waiter};
+use lockio_client::{
+    ClientId, FenceToken, Grant, KeepaliveAck, LockStatus, NodeStatus, Resource, SessionCreated, SessionId,
+    SessionInfo, Stats, Waiter,
+};
 use serde_json::{json, Value};
 
 /// What a command prints: `human` without `--json`, `json` with it.
@@ -15,11 +18,12 @@ pub struct Output {
 
 /// Columns padded to their widest cell, two spaces apart; the last column is not padded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let all: Vec<Vec<&str>> = std::iter::once(header.to_vec())
-        .chain(rows.iter().map(|r| r.iter().map(String::as_str).collect()))
-        .collect();
+    let all: Vec<Vec<&str>> =
+        std::iter::once(header.to_vec()).chain(rows.iter().map(|r| r.iter().map(String::as_str).collect())).collect();
     let columns = all.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns).map(|c| all.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| all.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for row in &all {
         let mut line = String::new();
@@ -138,7 +142,11 @@ pub fn session(s: &SessionInfo, now: SystemTime) -> Output {
 
 pub fn kept_alive(a: &KeepaliveAck) -> Output {
     Output {
-        human: format!("session {} kept alive: expires in {} without another keepalive\n", a.session_id, tenths(a.expires_in)),
+        human: format!(
+            "session {} kept alive: expires in {} without another keepalive\n",
+            a.session_id,
+            tenths(a.expires_in)
+        ),
         json: json!({"session_id": a.session_id.to_string(), "success": true, "timeout": a.timeout.as_secs(), "expires_in": a.expires_in.as_secs_f64()}),
     }
 }
@@ -213,7 +221,15 @@ pub fn lock_status(s: &LockStatus, client_id: Option<&ClientId>, now: SystemTime
             .waiters
             .iter()
             .enumerate()
-            .map(|(i, w)| vec![(i + 1).to_string(), w.client_id.to_string(), w.session_id.to_string(), when(w.since, now), when(w.deadline, now)])
+            .map(|(i, w)| {
+                vec![
+                    (i + 1).to_string(),
+                    w.client_id.to_string(),
+                    w.session_id.to_string(),
+                    when(w.since, now),
+                    when(w.deadline, now),
+                ]
+            })
             .collect();
         human.push('\n');
         human.push_str(&table(&["#", "CLIENT_ID", "SESSION_ID", "WAITING_SINCE", "DEADLINE"], &lines));
@@ -271,7 +287,15 @@ pub fn members(rows: &[MemberRow]) -> Output {
                     opt(m.lag),
                     if s.is_ready { "yes" } else { "no" }.to_string(),
                 ]),
-                Err(why) => line.extend(["unreachable".to_string(), dash(), dash(), dash(), dash(), dash(), format!("no ({why})")]),
+                Err(why) => line.extend([
+                    "unreachable".to_string(),
+                    dash(),
+                    dash(),
+                    dash(),
+                    dash(),
+                    dash(),
+                    format!("no ({why})"),
+                ]),
             }
             line
         })
@@ -279,7 +303,8 @@ pub fn members(rows: &[MemberRow]) -> Output {
     let json_rows: Vec<Value> = rows
         .iter()
         .map(|m| {
-            let mut v = json!({"id": m.id, "raft": m.raft, "http": m.http, "reachable": m.report.is_ok(), "lag": m.lag});
+            let mut v =
+                json!({"id": m.id, "raft": m.raft, "http": m.http, "reachable": m.report.is_ok(), "lag": m.lag});
             match &m.report {
                 Ok(s) => {
                     v["state"] = json!(s.state);
@@ -308,8 +333,14 @@ mod tests {
 
     #[test]
     fn tables_align_and_trim() {
-        let rows = vec![vec!["1".to_string(), "127.0.0.1:5000".to_string(), "LEADER".to_string()], vec!["22".into(), "h:1".into(), "".into()]];
-        assert_eq!(table(&["ID", "HTTP", "STATE"], &rows), "ID  HTTP            STATE\n1   127.0.0.1:5000  LEADER\n22  h:1\n");
+        let rows = vec![
+            vec!["1".to_string(), "127.0.0.1:5000".to_string(), "LEADER".to_string()],
+            vec!["22".into(), "h:1".into(), "".into()],
+        ];
+        assert_eq!(
+            table(&["ID", "HTTP", "STATE"], &rows),
+            "ID  HTTP            STATE\n1   127.0.0.1:5000  LEADER\n22  h:1\n"
+        );
         assert_eq!(fields(&[("a", "1".into()), ("longer", "2".into())]), "a       1\nlonger  2\n");
     }
 
@@ -323,12 +354,28 @@ mod tests {
         let waiter = SessionId::parse("b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d").unwrap();
         let status = LockStatus {
             resource: resource.clone(),
-            holder: Some(LockHolder { session_id: id, fence_token: FenceToken(3), acquired_at: t(1_795_736_305), client_id: None }),
+            holder: Some(LockHolder {
+                session_id: id,
+                fence_token: FenceToken(3),
+                acquired_at: t(1_795_736_305),
+                client_id: None,
+            }),
             queue_length: 1,
-            waiters: vec![Waiter { session_id: waiter, client_id: ClientId::new("bob").unwrap(), since: t(1_795_736_395), deadline: t(1_795_736_425) }],
+            waiters: vec![Waiter {
+                session_id: waiter,
+                client_id: ClientId::new("bob").unwrap(),
+                since: t(1_795_736_395),
+                deadline: t(1_795_736_425),
+            }],
             delayed_until: None,
         };
-        let delayed = LockStatus { resource: resource.clone(), holder: None, queue_length: 0, waiters: vec![], delayed_until: Some(t(1_795_736_410)) };
+        let delayed = LockStatus {
+            resource: resource.clone(),
+            holder: None,
+            queue_length: 0,
+            waiters: vec![],
+            delayed_until: Some(t(1_795_736_410)),
+        };
         let table: Vec<(Output, &str, Value)> = vec![
             (
                 lock_status(&status, Some(&ClientId::new("test-client-1").unwrap()), now),

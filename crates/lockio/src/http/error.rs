@@ -103,7 +103,12 @@ impl From<ServiceError> for ApiError {
 
 fn unavailable(reason: &str, outcome_unknown: bool) -> ApiError {
     let (message, outcome) = if outcome_unknown {
-        (format!("The cluster could not confirm the operation in time ({reason}); it may or may not have been applied"), "unknown")
+        (
+            format!(
+                "The cluster could not confirm the operation in time ({reason}); it may or may not have been applied"
+            ),
+            "unknown",
+        )
     } else {
         (format!("The cluster is unavailable ({reason}); the operation was not applied"), "not_applied")
     };
@@ -119,21 +124,23 @@ fn domain(e: DomainError) -> ApiError {
             format!("Session {session_id} has expired and its locks were released"),
         )
         .with("session_id", session_id.to_string()),
-        DomainError::LockHeld { resource, holder: _, holder_client, fence_token, since, queue_length } => ApiError::new(
-            StatusCode::CONFLICT,
-            "LOCK_HELD",
-            format!(
-                "Resource {resource} is held by client {holder_client} since {} with fence token {fence_token}",
-                since.as_secs_f64()
-            ),
-        )
-        .with("acquired", false)
-        .with("resource", resource.as_str())
-        .with("holder_client_id", holder_client.as_str())
-        .with("holder_fence_token", fence_token.0)
-        .with("held_since", since.as_secs_f64())
-        .with("holders_count", 1)
-        .with("queue_length", queue_length),
+        DomainError::LockHeld { resource, holder: _, holder_client, fence_token, since, queue_length } => {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "LOCK_HELD",
+                format!(
+                    "Resource {resource} is held by client {holder_client} since {} with fence token {fence_token}",
+                    since.as_secs_f64()
+                ),
+            )
+            .with("acquired", false)
+            .with("resource", resource.as_str())
+            .with("holder_client_id", holder_client.as_str())
+            .with("holder_fence_token", fence_token.0)
+            .with("held_since", since.as_secs_f64())
+            .with("holders_count", 1)
+            .with("queue_length", queue_length)
+        }
         DomainError::LockDelayed { resource, until, queue_length } => ApiError::new(
             StatusCode::CONFLICT,
             "LOCK_DELAYED",

@@ -42,7 +42,8 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| ApiError::payload_too_large(MAX_BODY))?;
+        let bytes =
+            axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| ApiError::payload_too_large(MAX_BODY))?;
         Ok(Body { bytes, is_json })
     }
 }
@@ -129,11 +130,11 @@ impl QueryParams {
         let filter = self.0.get("filter").map(|f| f.trim().to_string()).filter(|f| !f.is_empty());
         let limit = match self.0.get("limit") {
             None => Listing::DEFAULT_LIMIT,
-            Some(raw) => raw
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=Listing::MAX_LIMIT).contains(n))
-                .ok_or_else(|| ApiError::invalid("limit", format!("limit must be an integer from 1 to {}", Listing::MAX_LIMIT)))?,
+            Some(raw) => {
+                raw.parse::<usize>().ok().filter(|n| (1..=Listing::MAX_LIMIT).contains(n)).ok_or_else(|| {
+                    ApiError::invalid("limit", format!("limit must be an integer from 1 to {}", Listing::MAX_LIMIT))
+                })?
+            }
         };
         Ok(Listing { filter, limit })
     }
@@ -218,7 +219,9 @@ fn option<T: PartialEq>(
     let in_body = body.and_then(|b| b.get(field)).map(from_json).transpose()?;
     let in_query = query.get(field).map(from_text).transpose()?;
     match (in_body, in_query) {
-        (Some(b), Some(q)) if b != q => Err(ApiError::invalid(field, format!("{field} differs between the body and the query"))),
+        (Some(b), Some(q)) if b != q => {
+            Err(ApiError::invalid(field, format!("{field} differs between the body and the query")))
+        }
         (Some(v), _) | (None, Some(v)) => Ok(Some(v)),
         (None, None) => Ok(None),
     }

@@ -111,7 +111,12 @@ fn session_body(s: &SessionView) -> Value {
 
 /// A resource's top-level fields: held (the seed's fields, and the holder's client) or free,
 /// with the length of its queue and its lock-delay.
-fn lock_top(resource: &lockio_core::Resource, holder: &Option<(Grant, ClientId)>, queue_length: u64, delayed_until: Option<lockio_core::UnixMillis>) -> Value {
+fn lock_top(
+    resource: &lockio_core::Resource,
+    holder: &Option<(Grant, ClientId)>,
+    queue_length: u64,
+    delayed_until: Option<lockio_core::UnixMillis>,
+) -> Value {
     let mut body = match holder {
         Some((grant, client_id)) => json!({
             "acquired_at": grant.acquired_at.as_secs_f64(),
@@ -246,7 +251,10 @@ pub fn cluster_status(s: &ClusterStatus) -> Value {
 }
 
 fn grants(released: &[Grant]) -> Value {
-    json!(released.iter().map(|g| json!({"resource": g.resource.as_str(), "fence_token": g.fence_token.0})).collect::<Vec<_>>())
+    json!(released
+        .iter()
+        .map(|g| json!({"resource": g.resource.as_str(), "fence_token": g.fence_token.0}))
+        .collect::<Vec<_>>())
 }
 
 /// An event of the stream (`GET /events`) as JSON: `type`, `at`, and what it is about.
@@ -295,7 +303,9 @@ pub fn event(e: &Event) -> Value {
             body["position"] = json!(position);
             body
         }
-        What::LeaderChanged { leader_id, term } => json!({"type": "leader_changed", "leader_id": leader_id, "term": term}),
+        What::LeaderChanged { leader_id, term } => {
+            json!({"type": "leader_changed", "leader_id": leader_id, "term": term})
+        }
         What::NodeUnreachable { node_id } => json!({"type": "node_unreachable", "node_id": node_id}),
         What::NodeReachable { node_id } => json!({"type": "node_reachable", "node_id": node_id}),
     };

@@ -54,7 +54,11 @@ pub async fn get_session(State(service): State<Service>, params: Params, query: 
     read(&service, &query, Query::Session(params.session_id()?)).await
 }
 
-pub async fn delete_session(State(service): State<Service>, params: Result<Params, ApiError>, body: Result<Body, ApiError>) -> Answer {
+pub async fn delete_session(
+    State(service): State<Service>,
+    params: Result<Params, ApiError>,
+    body: Result<Body, ApiError>,
+) -> Answer {
     let answer = async {
         body?;
         run(&service, Request::DeleteSession { session_id: params?.session_id()? }).await
@@ -112,7 +116,9 @@ async fn release_inner(service: &Service, params: Params, query: QueryParams, bo
             return Err(ApiError::invalid("fence_token", "fence_token differs between the body and the query"))
         }
         (Some(t), _) | (None, Some(t)) => t,
-        (None, None) => return Err(ApiError::invalid("fence_token", "fence_token is required (body or ?fence_token=N)")),
+        (None, None) => {
+            return Err(ApiError::invalid("fence_token", "fence_token is required (body or ?fence_token=N)"))
+        }
     };
     let session_id = params.session_id()?;
     run(service, Request::Release { session_id, resource, fence_token }).await

@@ -35,7 +35,10 @@ fn resume_after(headers: &HeaderMap) -> u64 {
     }
 }
 
-pub async fn events(State(service): State<Service>, headers: HeaderMap) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+pub async fn events(
+    State(service): State<Service>,
+    headers: HeaderMap,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let (history, live) = service.events().subscribe(resume_after(&headers));
     let live = stream::unfold(live, |mut rx| async move {
         loop {

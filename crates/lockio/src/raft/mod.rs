@@ -78,7 +78,8 @@ mod tests {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("temp dir");
             let store = Store::open(dir.path()).expect("open store");
-            let sm = StateMachine::open(store.clone(), crate::events::EventLog::new(), Default::default()).expect("open state machine");
+            let sm = StateMachine::open(store.clone(), crate::events::EventLog::new(), Default::default())
+                .expect("open state machine");
             Ok((dir, LogStore::new(store), sm))
         }
     }

@@ -59,7 +59,12 @@ impl Replica {
         }
     }
 
-    fn apply_lock(&mut self, place: usize, command: lockio_core::Command, events: &mut Vec<ReplicaEvent>) -> lockio_core::Outcome {
+    fn apply_lock(
+        &mut self,
+        place: usize,
+        command: lockio_core::Command,
+        events: &mut Vec<ReplicaEvent>,
+    ) -> lockio_core::Outcome {
         let mut effects = Vec::new();
         let outcome = self.locks.apply_traced(command, &mut effects);
         // Stamped with the time the core used (the command's, never earlier than any before),

@@ -15,10 +15,10 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::replica::{Change, Replica, ReplicaEvent};
-use crate::events::{EventLog, What};
-use crate::service::Waits;
 use super::store::{self, Store, StoreError, SNAPSHOT};
 use super::{Entry, LogId, LogOutcome, NodeId, StorageError, TypeConfig};
+use crate::events::{EventLog, What};
+use crate::service::Waits;
 
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
@@ -186,9 +186,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let meta: Option<StoredSnapshotMeta> = self.store.get(SNAPSHOT, "meta").map_err(snapshot_err(ErrorVerb::Read))?;
+        let meta: Option<StoredSnapshotMeta> =
+            self.store.get(SNAPSHOT, "meta").map_err(snapshot_err(ErrorVerb::Read))?;
         let Some(StoredSnapshotMeta { meta }) = meta else { return Ok(None) };
-        let data: Vec<u8> = self.store.get(SNAPSHOT, "data").map_err(snapshot_err(ErrorVerb::Read))?.unwrap_or_default();
+        let data: Vec<u8> =
+            self.store.get(SNAPSHOT, "data").map_err(snapshot_err(ErrorVerb::Read))?.unwrap_or_default();
         Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }

@@ -86,7 +86,11 @@ impl Store {
     }
 
     /// Reads one postcard-encoded record of a string-keyed table.
-    pub fn get<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<T>, StoreError> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(table)?;
         match table.get(key)? {
@@ -122,7 +126,12 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Writes one postcard-encoded record into a string-keyed table inside `txn`.
-pub fn put<T: Serialize>(txn: &WriteTransaction, table: TableDefinition<&str, &[u8]>, key: &str, value: &T) -> Result<(), StoreError> {
+pub fn put<T: Serialize>(
+    txn: &WriteTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    key: &str,
+    value: &T,
+) -> Result<(), StoreError> {
     let bytes = postcard::to_allocvec(value)?;
     txn.open_table(table)?.insert(key, bytes.as_slice())?;
     Ok(())

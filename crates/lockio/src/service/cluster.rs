@@ -101,8 +101,7 @@ impl Service {
             ServerState::Leader => {
                 let voters = metrics.membership_config.membership().voter_ids().count();
                 // A lone voter is its own majority; openraft reports no quorum ack for it.
-                voters <= 1
-                    || metrics.millis_since_quorum_ack.is_some_and(|ms| u128::from(ms) <= within.as_millis())
+                voters <= 1 || metrics.millis_since_quorum_ack.is_some_and(|ms| u128::from(ms) <= within.as_millis())
             }
             ServerState::Follower => self.inner.signals.since_leader_contact().is_some_and(|d| d <= within),
             _ => false,
@@ -125,8 +124,11 @@ impl Service {
         let me = self.node_report();
         let seen = self.members_seen();
         // Replication progress, as the leader reports it (from here if this node leads).
-        let leader_report =
-            if me.role == Role::Leader { Some(&me) } else { seen.values().filter_map(|s| s.report.as_ref()).find(|r| r.role == Role::Leader && r.term >= me.term) };
+        let leader_report = if me.role == Role::Leader {
+            Some(&me)
+        } else {
+            seen.values().filter_map(|s| s.report.as_ref()).find(|r| r.role == Role::Leader && r.term >= me.term)
+        };
         let membership = metrics.membership_config.membership();
         let applied = self.view().read();
         let members = membership

@@ -51,7 +51,8 @@ impl Forwarder {
         if lane.send(Job { forwarded, proposes, reply: tx }).await.is_err() {
             return Err(ServiceError::Unavailable { reason: "forwarding stopped".into(), outcome_unknown: false });
         }
-        rx.await.unwrap_or(Err(ServiceError::Unavailable { reason: "forwarding lost".into(), outcome_unknown: proposes }))
+        rx.await
+            .unwrap_or(Err(ServiceError::Unavailable { reason: "forwarding lost".into(), outcome_unknown: proposes }))
     }
 
     /// Sends `forwarded` on a call of its own, outside the lanes: for a request that may stay
@@ -60,7 +61,9 @@ impl Forwarder {
         let budget = Duration::from_millis(forwarded.budget_ms);
         match self.peers.call::<_, Vec<Answer>>(addr, path::FORWARD, &vec![forwarded], budget).await {
             Ok(mut answers) if answers.len() == 1 => answers.remove(0),
-            Ok(_) => Err(ServiceError::Unavailable { reason: "bad forwarding answer".into(), outcome_unknown: proposes }),
+            Ok(_) => {
+                Err(ServiceError::Unavailable { reason: "bad forwarding answer".into(), outcome_unknown: proposes })
+            }
             Err(e) => {
                 let delivered = matches!(e, CallError::Failed { .. });
                 Err(ServiceError::Unavailable { reason: e.to_string(), outcome_unknown: delivered && proposes })
@@ -87,7 +90,8 @@ async fn run_lane(peers: PeerClient, addr: String, rx: mpsc::Receiver<Job>) {
             let budget = jobs.iter().map(|j| j.forwarded.budget_ms).max().unwrap_or(0);
             let (batch, replies): (Vec<Forwarded>, Vec<(bool, oneshot::Sender<Answer>)>) =
                 jobs.into_iter().map(|j| (j.forwarded, (j.proposes, j.reply))).unzip();
-            let answers = peers.call::<_, Vec<Answer>>(&addr, path::FORWARD, &batch, Duration::from_millis(budget)).await;
+            let answers =
+                peers.call::<_, Vec<Answer>>(&addr, path::FORWARD, &batch, Duration::from_millis(budget)).await;
             match answers {
                 Ok(answers) if answers.len() == replies.len() => {
                     for ((_, reply), answer) in replies.into_iter().zip(answers) {
@@ -95,15 +99,25 @@ async fn run_lane(peers: PeerClient, addr: String, rx: mpsc::Receiver<Job>) {
                     }
                 }
                 Ok(answers) => {
-                    tracing::error!(sent = replies.len(), got = answers.len(), "a forwarded batch came back with the wrong count");
+                    tracing::error!(
+                        sent = replies.len(),
+                        got = answers.len(),
+                        "a forwarded batch came back with the wrong count"
+                    );
                     for (proposes, reply) in replies {
-                        let _ = reply.send(Err(ServiceError::Unavailable { reason: "bad forwarding answer".into(), outcome_unknown: proposes }));
+                        let _ = reply.send(Err(ServiceError::Unavailable {
+                            reason: "bad forwarding answer".into(),
+                            outcome_unknown: proposes,
+                        }));
                     }
                 }
                 Err(e) => {
                     let delivered = matches!(e, CallError::Failed { .. });
                     for (proposes, reply) in replies {
-                        let _ = reply.send(Err(ServiceError::Unavailable { reason: e.to_string(), outcome_unknown: delivered && proposes }));
+                        let _ = reply.send(Err(ServiceError::Unavailable {
+                            reason: e.to_string(),
+                            outcome_unknown: delivered && proposes,
+                        }));
                     }
                 }
             }

@@ -67,7 +67,13 @@ impl LeaseTable {
 
     /// A keepalive arrived at `now` (`wall` on the wall clock): extend the lease by a full
     /// timeout, unless the deadline has already passed.
-    pub fn keepalive(&mut self, session_id: SessionId, timeout: Timeout, now: Instant, wall: UnixMillis) -> LeaseStatus {
+    pub fn keepalive(
+        &mut self,
+        session_id: SessionId,
+        timeout: Timeout,
+        now: Instant,
+        wall: UnixMillis,
+    ) -> LeaseStatus {
         let lease = self.lease(session_id, timeout, now);
         if lease.deadline <= now || lease.expiring {
             return LeaseStatus::Overdue;
@@ -91,7 +97,11 @@ impl LeaseTable {
 
     /// Given every live session, returns those whose deadline has passed and marks them as
     /// being expired.
-    pub fn take_overdue<'a>(&mut self, live: impl Iterator<Item = (&'a SessionId, Timeout)>, now: Instant) -> Vec<SessionId> {
+    pub fn take_overdue<'a>(
+        &mut self,
+        live: impl Iterator<Item = (&'a SessionId, Timeout)>,
+        now: Instant,
+    ) -> Vec<SessionId> {
         let mut overdue = Vec::new();
         for (&session_id, timeout) in live {
             let lease = self.lease(session_id, timeout, now);

@@ -119,7 +119,8 @@ impl Service {
         let reachable = entry.reachable;
         drop(seen);
         if reachable != was_reachable {
-            let what = if reachable { What::NodeReachable { node_id: id } } else { What::NodeUnreachable { node_id: id } };
+            let what =
+                if reachable { What::NodeReachable { node_id: id } } else { What::NodeUnreachable { node_id: id } };
             self.inner.events.publish(wall_now(), what);
         }
     }
@@ -135,12 +136,17 @@ pub async fn run_member_probes(service: Service) {
             let metrics = service.raft().metrics();
             let metrics = metrics.borrow();
             let membership = metrics.membership_config.membership();
-            membership.nodes().filter(|(id, _)| **id != service.node_id()).map(|(id, n)| (*id, n.addr.clone())).collect()
+            membership
+                .nodes()
+                .filter(|(id, _)| **id != service.node_id())
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect()
         };
         let probes = members.into_iter().map(|(id, addr)| {
             let service = service.clone();
             async move {
-                let report = service.inner.peers.call::<_, NodeReport>(&addr, path::REPORT, &(), PROBE_INTERVAL).await.ok();
+                let report =
+                    service.inner.peers.call::<_, NodeReport>(&addr, path::REPORT, &(), PROBE_INTERVAL).await.ok();
                 service.record_probe(id, report);
             }
         });

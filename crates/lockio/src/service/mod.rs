@@ -37,8 +37,8 @@ use tokio::time::Instant;
 
 pub use cluster::{ClusterStatus, Health, Signals};
 pub use expiry::run_sweeper;
-pub use members::{run_leader_watch, run_member_probes};
 pub use leases::{LeaseStatus, LeaseTable};
+pub use members::{run_leader_watch, run_member_probes};
 pub use read_index::ReadBarrier;
 pub use request::{Listing, LockRow, LockView, Query, Reply, Request, ServiceError, SessionView};
 pub use waits::Waits;
@@ -208,7 +208,8 @@ impl Service {
             Some((id, _)) if id == self.node_id() => {
                 // Answer a little before the forwarding node gives up, so it gets our answer.
                 let budget = Duration::from_millis(forwarded.budget_ms).saturating_sub(Duration::from_millis(50));
-                let deadline = Instant::now() + budget.min(self.inner.config.request_timeout + forwarded.request.wait());
+                let deadline =
+                    Instant::now() + budget.min(self.inner.config.request_timeout + forwarded.request.wait());
                 self.lead(forwarded.request, deadline).await
             }
             other => Err(ServiceError::NotLeader { leader: other.map(|(id, _)| id) }),
@@ -231,7 +232,13 @@ impl Service {
         (metrics.current_leader == Some(self.node_id()) && metrics.state.is_leader()).then_some(metrics.current_term)
     }
 
-    async fn forward(&self, leader: NodeId, addr: &str, request: Request, deadline: Instant) -> Result<Reply, ServiceError> {
+    async fn forward(
+        &self,
+        leader: NodeId,
+        addr: &str,
+        request: Request,
+        deadline: Instant,
+    ) -> Result<Reply, ServiceError> {
         let budget = deadline.saturating_duration_since(Instant::now());
         let proposes = proposes(&request);
         let waits = !request.wait().is_zero();
@@ -280,7 +287,9 @@ impl Service {
                     Command::CreateSessionWithLockDelay { session_id, client_id: client, timeout, lock_delay, now }
                 };
                 match self.propose_lock(command).await? {
-                    Applied::SessionCreated { session_id, .. } => Ok(Reply::SessionCreated { session_id, client_id, timeout }),
+                    Applied::SessionCreated { session_id, .. } => {
+                        Ok(Reply::SessionCreated { session_id, client_id, timeout })
+                    }
                     other => Err(unexpected(other)),
                 }
             }
@@ -313,7 +322,8 @@ impl Service {
                 }
             }
             Request::Release { session_id, resource, fence_token } => {
-                match self.propose_lock(Command::Release { session_id, resource, fence_token, now: wall_now() }).await? {
+                match self.propose_lock(Command::Release { session_id, resource, fence_token, now: wall_now() }).await?
+                {
                     Applied::Released { grant } => Ok(Reply::Released { grant }),
                     other => Err(unexpected(other)),
                 }
@@ -362,7 +372,13 @@ impl Service {
     /// An acquire that may wait: joins the queue (or is granted at once) with one command, then
     /// stays open until the applied log says how the entry ended, or this node stops leading
     /// (the caller retries on the new leader, and the retry finds its place in the queue).
-    async fn wait(&self, session_id: SessionId, resource: Resource, mode: Mode, wait_ms: u64) -> Result<Reply, ServiceError> {
+    async fn wait(
+        &self,
+        session_id: SessionId,
+        resource: Resource,
+        mode: Mode,
+        wait_ms: u64,
+    ) -> Result<Reply, ServiceError> {
         // Registered before the command, so that an outcome applied right after it is not missed.
         let mut registration = self.inner.waits.register(session_id, resource.clone());
         let now = wall_now();
@@ -400,7 +416,9 @@ impl Service {
                 let refusal = applied.replica.locks.live_session(&session_id).err();
                 Err(ServiceError::Domain(refusal.unwrap_or(DomainError::SessionNotFound { session_id })))
             }
-            waits::WaitResult::Ended { blocked_by, waited_ms, .. } => Err(ServiceError::WaitTimedOut { blocked_by, waited_ms }),
+            waits::WaitResult::Ended { blocked_by, waited_ms, .. } => {
+                Err(ServiceError::WaitTimedOut { blocked_by, waited_ms })
+            }
         }
     }
 

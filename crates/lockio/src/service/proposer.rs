@@ -51,7 +51,11 @@ impl Proposer {
                         }
                     }
                     Ok((outcomes, _)) => {
-                        tracing::error!(count, got = outcomes.len(), "a batch applied with the wrong number of outcomes");
+                        tracing::error!(
+                            count,
+                            got = outcomes.len(),
+                            "a batch applied with the wrong number of outcomes"
+                        );
                         for reply in replies {
                             let _ = reply.send(Err(ServiceError::Internal));
                         }
@@ -93,7 +97,9 @@ async fn write(raft: &Raft, commands: Vec<Command>) -> Result<(Vec<Outcome>, u64
 }
 
 /// What a failed `client_write` means for the request.
-pub fn write_error(e: RaftError<crate::raft::NodeId, ClientWriteError<crate::raft::NodeId, openraft::BasicNode>>) -> ServiceError {
+pub fn write_error(
+    e: RaftError<crate::raft::NodeId, ClientWriteError<crate::raft::NodeId, openraft::BasicNode>>,
+) -> ServiceError {
     match e {
         // openraft answers ForwardToLeader when this node is not the leader, or when the entry
         // was truncated away: either way it was not applied.
@@ -102,6 +108,8 @@ pub fn write_error(e: RaftError<crate::raft::NodeId, ClientWriteError<crate::raf
             tracing::error!(error = %e, "membership error on a plain write");
             ServiceError::Internal
         }
-        RaftError::Fatal(f) => ServiceError::Unavailable { reason: format!("raft stopped: {f}"), outcome_unknown: true },
+        RaftError::Fatal(f) => {
+            ServiceError::Unavailable { reason: format!("raft stopped: {f}"), outcome_unknown: true }
+        }
     }
 }

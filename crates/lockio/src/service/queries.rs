@@ -125,13 +125,21 @@ impl Service {
 /// The holder of `resource`, with its client, if it is held.
 fn holder(locks: &LockState, resource: &Resource) -> Option<(Grant, ClientId)> {
     let lock = locks.lock(resource)?;
-    let grant = Grant { resource: resource.clone(), session_id: lock.holder, fence_token: lock.fence_token, acquired_at: lock.acquired_at };
+    let grant = Grant {
+        resource: resource.clone(),
+        session_id: lock.holder,
+        fence_token: lock.fence_token,
+        acquired_at: lock.acquired_at,
+    };
     Some((grant, client_of(locks, &lock.holder)))
 }
 
 /// A session's client; holders and waiters are live sessions, so the fallback is never shown.
 fn client_of(locks: &LockState, session_id: &SessionId) -> ClientId {
-    locks.session(session_id).map(|s| s.client_id.clone()).unwrap_or_else(|| ClientId::new("unknown").expect("valid literal"))
+    locks
+        .session(session_id)
+        .map(|s| s.client_id.clone())
+        .unwrap_or_else(|| ClientId::new("unknown").expect("valid literal"))
 }
 
 fn not_found(session_id: SessionId) -> ServiceError {

@@ -65,10 +65,9 @@ impl ReadBarrier {
 fn confirm_error(e: RaftError<NodeId, CheckIsLeaderError<NodeId, openraft::BasicNode>>) -> ServiceError {
     match e {
         RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => ServiceError::NotLeader { leader: f.leader_id },
-        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)) => ServiceError::Unavailable {
-            reason: "the leader could not reach a majority".into(),
-            outcome_unknown: false,
-        },
+        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)) => {
+            ServiceError::Unavailable { reason: "the leader could not reach a majority".into(), outcome_unknown: false }
+        }
         RaftError::Fatal(f) => {
             ServiceError::Unavailable { reason: format!("raft stopped: {f}"), outcome_unknown: false }
         }

@@ -17,16 +17,37 @@ use crate::raft::NodeId;
 pub enum Request {
     /// `session_id` is minted by the node that took the HTTP request, so a retry (even on a
     /// new leader) asks for the same session instead of a second one.
-    CreateSession { session_id: SessionId, client_id: ClientId, timeout: Timeout, lock_delay: LockDelay },
-    Keepalive { session_id: SessionId },
-    DeleteSession { session_id: SessionId },
+    CreateSession {
+        session_id: SessionId,
+        client_id: ClientId,
+        timeout: Timeout,
+        lock_delay: LockDelay,
+    },
+    Keepalive {
+        session_id: SessionId,
+    },
+    DeleteSession {
+        session_id: SessionId,
+    },
     /// A try-lock (`wait_ms` 0) or a wait of up to `wait_ms` in the resource's queue (at most
     /// `WaitSecs::MAX_SECS`; the HTTP layer validated it).
-    Acquire { session_id: SessionId, resource: Resource, mode: Mode, wait_ms: u64 },
-    Release { session_id: SessionId, resource: Resource, fence_token: FenceToken },
+    Acquire {
+        session_id: SessionId,
+        resource: Resource,
+        mode: Mode,
+        wait_ms: u64,
+    },
+    Release {
+        session_id: SessionId,
+        resource: Resource,
+        fence_token: FenceToken,
+    },
     Cleanup,
     /// A node telling the cluster where its HTTP API is.
-    AdvertiseHttp { node_id: NodeId, http_addr: String },
+    AdvertiseHttp {
+        node_id: NodeId,
+        http_addr: String,
+    },
     Read(Query),
 }
 
@@ -132,22 +153,48 @@ pub struct SessionView {
 /// The answer to a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
-    SessionCreated { session_id: SessionId, client_id: ClientId, timeout: Timeout },
-    KeptAlive { session_id: SessionId, timeout: Timeout, expires_in_ms: u64 },
-    SessionDeleted { session_id: SessionId },
+    SessionCreated {
+        session_id: SessionId,
+        client_id: ClientId,
+        timeout: Timeout,
+    },
+    KeptAlive {
+        session_id: SessionId,
+        timeout: Timeout,
+        expires_in_ms: u64,
+    },
+    SessionDeleted {
+        session_id: SessionId,
+    },
     /// `fresh`: a new grant (201) rather than the one the session already had (200);
     /// `waited_ms`: how long it waited in the queue.
-    Acquired { grant: Grant, fresh: bool, waited_ms: u64 },
-    Released { grant: Grant },
-    CleanedUp { removed: u64 },
+    Acquired {
+        grant: Grant,
+        fresh: bool,
+        waited_ms: u64,
+    },
+    Released {
+        grant: Grant,
+    },
+    CleanedUp {
+        removed: u64,
+    },
     Advertised,
     Session(SessionView),
     SessionLocks(Vec<Resource>),
     Lock(LockView),
     Stats(Stats),
     /// `total`: all rows; `matched`: rows the filter kept (before the limit).
-    Sessions { total: usize, matched: usize, rows: Vec<SessionView> },
-    Locks { total: usize, matched: usize, rows: Vec<LockRow> },
+    Sessions {
+        total: usize,
+        matched: usize,
+        rows: Vec<SessionView>,
+    },
+    Locks {
+        total: usize,
+        matched: usize,
+        rows: Vec<LockRow>,
+    },
 }
 
 /// Why a request got no reply from the lock state.

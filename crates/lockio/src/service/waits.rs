@@ -161,7 +161,12 @@ mod tests {
 
     fn grant(session_id: SessionId, resource: &Resource, token: u64) -> Effect {
         Effect::LockAcquired {
-            grant: Grant { resource: resource.clone(), session_id, fence_token: FenceToken(token), acquired_at: UnixMillis(5) },
+            grant: Grant {
+                resource: resource.clone(),
+                session_id,
+                fence_token: FenceToken(token),
+                acquired_at: UnixMillis(5),
+            },
             client_id: ClientId::new("c").unwrap(),
             mode: Mode::Exclusive,
             queued: true,
@@ -183,7 +188,9 @@ mod tests {
         waits.deliver((4, 3), &grant(s, &r, 3)); // later in the wait's own entry
         for reg in [&mut a, &mut b] {
             match reg.outcome_after((4, 2)).await {
-                WaitResult::Granted { grant, waited_ms } => assert_eq!((grant.fence_token, waited_ms), (FenceToken(3), 7)),
+                WaitResult::Granted { grant, waited_ms } => {
+                    assert_eq!((grant.fence_token, waited_ms), (FenceToken(3), 7))
+                }
                 other => panic!("{other:?}"),
             }
         }

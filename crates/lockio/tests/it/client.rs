@@ -31,12 +31,18 @@ async fn locks_are_typed_and_guards_release() {
     assert!(matches!(alice.lock("ledger").await, Err(Error::AlreadyLocked { .. })), "one guard per grant");
     match bob.lock("ledger").await {
         Err(Error::LockHeld { resource, holder_client_id, holder_fence_token, .. }) => {
-            assert_eq!((resource.as_str(), holder_client_id.as_str(), holder_fence_token), ("ledger", "alice", guard.fence_token()));
+            assert_eq!(
+                (resource.as_str(), holder_client_id.as_str(), holder_fence_token),
+                ("ledger", "alice", guard.fence_token())
+            );
         }
         other => panic!("{other:?}"),
     }
     for bad in ["", " padded", &"x".repeat(256)] {
-        assert!(matches!(bob.lock(bad).await, Err(Error::InvalidInput { ref field, .. }) if field == "resource"), "{bad:?}");
+        assert!(
+            matches!(bob.lock(bad).await, Err(Error::InvalidInput { ref field, .. }) if field == "resource"),
+            "{bad:?}"
+        );
     }
 
     // An explicit release frees it at once; the next grant has a higher token.
@@ -93,7 +99,9 @@ async fn a_session_deleted_behind_its_back_is_expired_at_the_next_keepalive() {
     let session = client.open_session("unlucky", Duration::from_secs(5)).await.unwrap();
     client.delete_session(session.id()).await.unwrap();
     let started = Instant::now();
-    let why = tokio::time::timeout(Duration::from_secs(4), session.expired()).await.expect("noticed within a keepalive interval or two");
+    let why = tokio::time::timeout(Duration::from_secs(4), session.expired())
+        .await
+        .expect("noticed within a keepalive interval or two");
     assert_eq!(why, Expiry::Confirmed, "after {:?}", started.elapsed());
     assert!(matches!(session.lock("anything").await, Err(Error::SessionExpired { .. })));
     session.close().await.unwrap();
@@ -102,7 +110,8 @@ async fn a_session_deleted_behind_its_back_is_expired_at_the_next_keepalive() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_endpoints_are_skipped() {
     let cluster = Cluster::start(3).await;
-    let dead = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let dead =
+        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
     let client = Client::new([dead.clone(), cluster.base(1), cluster.base(2)]).unwrap();
     assert_eq!(client.endpoints()[0], dead);
     // The create arrives nowhere at the dead endpoint, so it is safe to send on.
@@ -118,7 +127,8 @@ async fn a_waiter_gets_the_lock_when_the_holder_releases() {
     let cluster = Cluster::start(3).await;
     let client = cluster.client();
     let alice = client.open_session("alice", Duration::from_secs(30)).await.unwrap();
-    let bob = client.open_session_with_lock_delay("bob", Duration::from_secs(30), Duration::from_secs(5)).await.unwrap();
+    let bob =
+        client.open_session_with_lock_delay("bob", Duration::from_secs(30), Duration::from_secs(5)).await.unwrap();
     assert_eq!(bob.lock_delay(), Duration::from_secs(5));
     let guard = alice.lock("ledger").await.unwrap();
     let bob_id = bob.id();
@@ -139,7 +149,8 @@ async fn a_waiter_gets_the_lock_when_the_holder_releases() {
 
     let first = guard.fence_token();
     guard.release().await.unwrap();
-    let (bob, granted) = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("granted on release").unwrap();
+    let (bob, granted) =
+        tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("granted on release").unwrap();
     let granted = granted.unwrap();
     assert!(granted.fence_token() > first, "{} after {first}", granted.fence_token());
     assert!(granted.newly_granted() && granted.waited() > Duration::ZERO, "{granted:?}");
@@ -164,8 +175,13 @@ async fn a_wait_that_runs_out_is_lock_held_and_leaves_the_queue() {
     let refused = bob.lock_wait("ledger", Duration::from_secs(2)).await;
     let took = started.elapsed();
     match refused {
-        Err(Error::LockHeld { ref resource, ref holder_client_id, holder_fence_token, queue_length, waited, .. }) => {
-            assert_eq!((resource.as_str(), holder_client_id.as_str(), holder_fence_token), ("ledger", "alice", guard.fence_token()));
+        Err(Error::LockHeld {
+            ref resource, ref holder_client_id, holder_fence_token, queue_length, waited, ..
+        }) => {
+            assert_eq!(
+                (resource.as_str(), holder_client_id.as_str(), holder_fence_token),
+                ("ledger", "alice", guard.fence_token())
+            );
             assert_eq!(queue_length, 0, "the timed-out waiter is not counted");
             let waited = waited.expect("a wait says how long it waited");
             assert!(waited >= Duration::from_millis(1900) && waited < Duration::from_secs(6), "{waited:?}");
@@ -179,7 +195,10 @@ async fn a_wait_that_runs_out_is_lock_held_and_leaves_the_queue() {
 
     // Waits the contract does not take are refused before anything is sent.
     for bad in [Duration::from_secs(301), Duration::from_millis(1500)] {
-        assert!(matches!(bob.lock_wait("ledger", bad).await, Err(Error::InvalidInput { ref field, .. }) if field == "wait"), "{bad:?}");
+        assert!(
+            matches!(bob.lock_wait("ledger", bad).await, Err(Error::InvalidInput { ref field, .. }) if field == "wait"),
+            "{bad:?}"
+        );
     }
     // Nothing of the timed-out wait is left on this side either: bob waits again.
     let again = tokio::time::timeout(Duration::from_secs(10), async {
@@ -212,7 +231,9 @@ async fn dropping_a_wait_gives_up_its_place() {
     guard.release().await.unwrap();
     assert!(client.lock_status("ledger").await.unwrap().holder.is_none(), "a cancelled waiter is never granted");
     // Once the client has seen the cancel settle, the resource is bob's to take again.
-    let guard = eventually(Duration::from_secs(15), "bob can lock ledger again", || async { bob.lock("ledger").await.ok() }).await;
+    let guard =
+        eventually(Duration::from_secs(15), "bob can lock ledger again", || async { bob.lock("ledger").await.ok() })
+            .await;
     guard.release().await.unwrap();
     bob.close().await.unwrap();
     alice.close().await.unwrap();
@@ -247,11 +268,13 @@ async fn a_wait_keeps_its_place_across_a_leader_kill() {
     queue_becomes(&client, "ledger", &["bob", "carol"]).await;
     assert!(!bob_waits.is_finished(), "bob still waits");
     guard.release().await.unwrap();
-    let (bob, granted) = tokio::time::timeout(Duration::from_secs(15), bob_waits).await.expect("bob is granted first").unwrap();
+    let (bob, granted) =
+        tokio::time::timeout(Duration::from_secs(15), bob_waits).await.expect("bob is granted first").unwrap();
     let granted = granted.unwrap();
     assert!(!carol_waits.is_finished(), "carol waits behind bob");
     granted.release().await.unwrap();
-    let (carol, granted) = tokio::time::timeout(Duration::from_secs(15), carol_waits).await.expect("then carol").unwrap();
+    let (carol, granted) =
+        tokio::time::timeout(Duration::from_secs(15), carol_waits).await.expect("then carol").unwrap();
     granted.unwrap().release().await.unwrap();
     for session in [bob, carol, alice] {
         session.close().await.unwrap();

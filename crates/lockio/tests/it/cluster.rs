@@ -69,7 +69,8 @@ async fn every_write_endpoint_works_through_a_follower() {
     let r = call("DELETE", &format!("{base}/sessions/{session}/locks/doc"), Some(json!({"fence_token": token}))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     // Refusals are relayed unchanged.
-    let again = call("DELETE", &format!("{base}/sessions/{session}/locks/doc"), Some(json!({"fence_token": token}))).await;
+    let again =
+        call("DELETE", &format!("{base}/sessions/{session}/locks/doc"), Some(json!({"fence_token": token}))).await;
     assert_eq!((again.status, again.body["code"].clone()), (404, json!("LOCK_NOT_HELD")));
     assert_eq!(call("POST", &format!("{base}/admin/cleanup"), None).await.body["cleanup"], "completed");
     assert_eq!(call("DELETE", &format!("{base}/sessions/{session}"), None).await.status, 200);
@@ -94,9 +95,12 @@ async fn twenty_concurrent_acquires_grant_exactly_one() {
     let cluster = Cluster::start(3).await;
     let mut sessions = Vec::new();
     for i in 0..20u64 {
-        sessions.push((cluster.base(i % 3 + 1), create_session(&cluster.base(i % 3 + 1), &format!("racer-{i}"), 60).await));
+        sessions
+            .push((cluster.base(i % 3 + 1), create_session(&cluster.base(i % 3 + 1), &format!("racer-{i}"), 60).await));
     }
-    let racers = sessions.into_iter().map(|(base, session)| tokio::spawn(async move { acquire(&base, &session, "prize").await }));
+    let racers = sessions
+        .into_iter()
+        .map(|(base, session)| tokio::spawn(async move { acquire(&base, &session, "prize").await }));
     let mut granted = 0;
     for racer in racers {
         let r = racer.await.unwrap();

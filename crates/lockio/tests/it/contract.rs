@@ -82,7 +82,10 @@ async fn health_cluster_status_and_dashboard() {
 
     let h = call("GET", &format!("{base}/health"), None).await;
     assert_ok(&h, 200);
-    assert_has_keys(&h, &["is_leader", "is_ready", "leader", "leader_id", "node_id", "service", "status", "timestamp", "version"]);
+    assert_has_keys(
+        &h,
+        &["is_leader", "is_ready", "leader", "leader_id", "node_id", "service", "status", "timestamp", "version"],
+    );
     assert_eq!(h.body["is_leader"], true);
     assert_eq!(h.body["is_ready"], true);
     assert_eq!(h.body["leader"], json!(raft), "`leader` is the leader's Raft address");
@@ -107,7 +110,21 @@ async fn health_cluster_status_and_dashboard() {
     let b = &s.body;
     assert_has_keys(
         &s,
-        &["node", "node_id", "state", "leader", "leader_id", "term", "has_quorum", "is_ready", "uptime", "commit_index", "applied_index", "members", "stats"],
+        &[
+            "node",
+            "node_id",
+            "state",
+            "leader",
+            "leader_id",
+            "term",
+            "has_quorum",
+            "is_ready",
+            "uptime",
+            "commit_index",
+            "applied_index",
+            "members",
+            "stats",
+        ],
     );
     assert_eq!(b["node"], json!(raft));
     assert_eq!(b["node_id"], 1);
@@ -154,11 +171,15 @@ async fn session_lifecycle() {
     let base = cluster.base(1);
 
     // The README example.
-    let r = call("POST", &format!("{base}/sessions"), Some(json!({"client_id": "test-client-1", "timeout": 100}))).await;
+    let r =
+        call("POST", &format!("{base}/sessions"), Some(json!({"client_id": "test-client-1", "timeout": 100}))).await;
     assert_ok(&r, 201);
     let id = r.str("session_id");
     assert_session_id(&id);
-    assert_eq!(r.body, json!({"client_id": "test-client-1", "keepalive_interval": 33, "session_id": id, "timeout": 100}));
+    assert_eq!(
+        r.body,
+        json!({"client_id": "test-client-1", "keepalive_interval": 33, "session_id": id, "timeout": 100})
+    );
 
     // Default timeout 60; client_id stored trimmed; keepalive_interval = timeout / 3 rounded down.
     let r = call("POST", &format!("{base}/sessions"), Some(json!({"client_id": "  \t padded client \n"}))).await;
@@ -173,7 +194,10 @@ async fn session_lifecycle() {
     for (timeout, interval) in [(5, 1), (7, 2), (8, 2), (9, 3), (3600, 1200)] {
         let r = call("POST", &format!("{base}/sessions"), Some(json!({"client_id": "k", "timeout": timeout}))).await;
         assert_ok(&r, 201);
-        assert_eq!((r.body["timeout"].clone(), r.body["keepalive_interval"].clone()), (json!(timeout), json!(interval)));
+        assert_eq!(
+            (r.body["timeout"].clone(), r.body["keepalive_interval"].clone()),
+            (json!(timeout), json!(interval))
+        );
         call("DELETE", &format!("{base}/sessions/{}", r.str("session_id")), None).await;
     }
     // 255 characters (after trimming) is the longest client_id; characters, not bytes.
@@ -183,7 +207,13 @@ async fn session_lifecycle() {
     assert_eq!(r.body["client_id"], json!(long));
     call("DELETE", &format!("{base}/sessions/{}", r.str("session_id")), None).await;
     // `Content-Type: application/json; charset=utf-8` is JSON too.
-    let r = raw("POST", &format!("{base}/sessions"), Some("application/json; charset=utf-8"), br#"{"client_id":"cs"}"#.to_vec()).await;
+    let r = raw(
+        "POST",
+        &format!("{base}/sessions"),
+        Some("application/json; charset=utf-8"),
+        br#"{"client_id":"cs"}"#.to_vec(),
+    )
+    .await;
     assert_ok(&r, 201);
     call("DELETE", &format!("{base}/sessions/{}", r.str("session_id")), None).await;
 
@@ -192,7 +222,17 @@ async fn session_lifecycle() {
     assert_ok(&s, 200);
     assert_has_keys(
         &s,
-        &["client_id", "created_at", "last_keepalive", "locks_held", "session_id", "timeout", "keepalive_interval", "is_expired", "expires_in"],
+        &[
+            "client_id",
+            "created_at",
+            "last_keepalive",
+            "locks_held",
+            "session_id",
+            "timeout",
+            "keepalive_interval",
+            "is_expired",
+            "expires_in",
+        ],
     );
     assert!(s.body.get("expired_at").is_none(), "a live session has no expired_at: {}", s.text);
     assert_eq!(s.body["client_id"], "test-client-1");
@@ -210,13 +250,19 @@ async fn session_lifecycle() {
     // A stale read answers the same session.
     let stale = call("GET", &format!("{base}/sessions/{id}?stale=true"), None).await;
     assert_ok(&stale, 200);
-    assert_eq!((stale.body["session_id"].clone(), stale.body["created_at"].clone()), (json!(id), s.body["created_at"].clone()));
+    assert_eq!(
+        (stale.body["session_id"].clone(), stale.body["created_at"].clone()),
+        (json!(id), s.body["created_at"].clone())
+    );
 
     // Keepalive: no body needed.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let k = call("POST", &format!("{base}/sessions/{id}/keepalive"), None).await;
     assert_ok(&k, 200);
-    assert_eq!(k.body, json!({"session_id": id, "success": true, "updated": true, "timeout": 100, "expires_in": 100.0}));
+    assert_eq!(
+        k.body,
+        json!({"session_id": id, "success": true, "updated": true, "timeout": 100, "expires_in": 100.0})
+    );
     let s2 = call("GET", &format!("{base}/sessions/{id}"), None).await;
     assert!(s2.body["last_keepalive"].as_f64().unwrap() > last, "keepalive moved last_keepalive: {}", s2.text);
     assert_eq!(s2.body["created_at"], s.body["created_at"]);
@@ -231,7 +277,10 @@ async fn session_lifecycle() {
     let l = call("GET", &format!("{base}/sessions/{id}/locks"), None).await;
     assert_eq!(sorted(&l.body["locks"]), ["resource-1", "resource-2"]);
     assert_eq!(l.body["total_locks"], 2);
-    assert_eq!(sorted(&call("GET", &format!("{base}/sessions/{id}"), None).await.body["locks_held"]), ["resource-1", "resource-2"]);
+    assert_eq!(
+        sorted(&call("GET", &format!("{base}/sessions/{id}"), None).await.body["locks_held"]),
+        ["resource-1", "resource-2"]
+    );
     let d = call("DELETE", &format!("{base}/sessions/{id}"), None).await;
     assert_ok(&d, 200);
     assert_eq!(d.body, json!({"deleted": true, "session_id": id}));
@@ -301,8 +350,14 @@ async fn locks_acquire_release_and_fence_tokens() {
         })
     );
     assert_eq!(call("GET", &format!("{base}/admin/locks/resource-1?stale=true"), None).await.body, lock.body);
-    assert_eq!(call("GET", &format!("{base}/sessions/{a}/locks"), None).await.body, json!({"locks": ["resource-1"], "total_locks": 1}));
-    assert_eq!(call("GET", &format!("{base}/sessions/{b}/locks"), None).await.body, json!({"locks": [], "total_locks": 0}));
+    assert_eq!(
+        call("GET", &format!("{base}/sessions/{a}/locks"), None).await.body,
+        json!({"locks": ["resource-1"], "total_locks": 1})
+    );
+    assert_eq!(
+        call("GET", &format!("{base}/sessions/{b}/locks"), None).await.body,
+        json!({"locks": [], "total_locks": 0})
+    );
     assert_eq!(
         call("GET", &format!("{base}/sessions/{a}/locks?stale=true"), None).await.body,
         json!({"locks": ["resource-1"], "total_locks": 1})
@@ -321,15 +376,13 @@ async fn locks_acquire_release_and_fence_tokens() {
     let r = call("DELETE", &acquire(&a, "resource-1"), Some(json!({"fence_token": 1}))).await;
     assert_ok(&r, 200);
     assert_eq!(r.body, json!({"released": true, "fence_token": 1, "resource": "resource-1", "session_id": a}));
-    assert_error(&call("DELETE", &acquire(&a, "resource-1"), Some(json!({"fence_token": 1}))).await, 404, "LOCK_NOT_HELD");
-    assert_eq!(
-        call("GET", &format!("{base}/admin/locks/resource-1"), None).await.body,
-        free_lock("resource-1")
+    assert_error(
+        &call("DELETE", &acquire(&a, "resource-1"), Some(json!({"fence_token": 1}))).await,
+        404,
+        "LOCK_NOT_HELD",
     );
-    assert_eq!(
-        call("GET", &format!("{base}/admin/locks/never-locked"), None).await.body,
-        free_lock("never-locked")
-    );
+    assert_eq!(call("GET", &format!("{base}/admin/locks/resource-1"), None).await.body, free_lock("resource-1"));
+    assert_eq!(call("GET", &format!("{base}/admin/locks/never-locked"), None).await.body, free_lock("never-locked"));
 
     // Release with ?fence_token=N, and fence tokens strictly increase across releases.
     let r = call("POST", &acquire(&b, "resource-1"), None).await;
@@ -341,7 +394,8 @@ async fn locks_acquire_release_and_fence_tokens() {
     // Body and query agreeing is fine.
     let r = call("POST", &acquire(&a, "resource-1"), None).await;
     assert_eq!(r.body["fence_token"], 3);
-    let r = call("DELETE", &format!("{}?fence_token=3", acquire(&a, "resource-1")), Some(json!({"fence_token": 3}))).await;
+    let r =
+        call("DELETE", &format!("{}?fence_token=3", acquire(&a, "resource-1")), Some(json!({"fence_token": 3}))).await;
     assert_ok(&r, 200);
     let mut last = 3;
     for round in 0..3 {
@@ -357,14 +411,20 @@ async fn locks_acquire_release_and_fence_tokens() {
     }
 
     // Percent-encoded resource names round-trip, decoded.
-    for (encoded, decoded) in [("a%20b", "a b"), ("caf%C3%A9", "café"), ("%E2%9C%93-ok", "✓-ok"), ("x.y~z_1", "x.y~z_1")] {
+    for (encoded, decoded) in
+        [("a%20b", "a b"), ("caf%C3%A9", "café"), ("%E2%9C%93-ok", "✓-ok"), ("x.y~z_1", "x.y~z_1")]
+    {
         let r = call("POST", &acquire(&a, encoded), None).await;
         assert_ok(&r, 201);
         assert_eq!(r.body["resource"], decoded, "{encoded}");
         last += 1;
         assert_eq!(r.body["fence_token"], last);
         let lock = call("GET", &format!("{base}/admin/locks/{encoded}"), None).await;
-        assert_eq!((lock.body["locked"].clone(), lock.body["resource"].clone()), (json!(true), json!(decoded)), "{encoded}");
+        assert_eq!(
+            (lock.body["locked"].clone(), lock.body["resource"].clone()),
+            (json!(true), json!(decoded)),
+            "{encoded}"
+        );
         let mine = call("GET", &format!("{base}/sessions/{a}/locks"), None).await;
         assert!(mine.body["locks"].as_array().unwrap().contains(&json!(decoded)), "{encoded}: {}", mine.text);
         let r = call("DELETE", &format!("{}?fence_token={last}", acquire(&a, encoded)), None).await;
@@ -435,7 +495,10 @@ async fn expired_sessions_answer_410_until_cleaned_up() {
         assert_error(&r, 410, "SESSION_EXPIRED");
         assert_eq!(r.body["session_id"], json!(doomed), "{method} {path}: {}", r.text);
     }
-    assert_eq!(call("GET", &format!("{base}/sessions/{doomed}/locks"), None).await.body, json!({"locks": [], "total_locks": 0}));
+    assert_eq!(
+        call("GET", &format!("{base}/sessions/{doomed}/locks"), None).await.body,
+        json!({"locks": [], "total_locks": 0})
+    );
     // A keepalive did not revive it.
     assert_eq!(call("GET", &url, None).await.body["is_expired"], true);
 
@@ -488,7 +551,9 @@ async fn protocol_errors_are_json() {
         assert_error(&r, 404, "NOT_FOUND");
     }
     // Known route, wrong method.
-    for (method, path) in [("PUT", "/sessions"), ("GET", "/admin/cleanup"), ("POST", "/health"), ("DELETE", "/admin/stats")] {
+    for (method, path) in
+        [("PUT", "/sessions"), ("GET", "/admin/cleanup"), ("POST", "/health"), ("DELETE", "/admin/stats")]
+    {
         let r = call(method, &format!("{base}{path}"), None).await;
         assert_error(&r, 405, "METHOD_NOT_ALLOWED");
     }

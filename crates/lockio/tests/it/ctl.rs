@@ -23,14 +23,24 @@ fn endpoints(cluster: &Cluster) -> String {
 /// its CMD to itself).
 fn lockio(endpoints: &str, args: &[&str]) -> Command {
     let mut command = Command::new(lockio_bin());
-    command.arg("--endpoints").arg(endpoints).args(args).env_remove("LOCKIO_ENDPOINTS").stdin(Stdio::null()).kill_on_drop(true);
+    command
+        .arg("--endpoints")
+        .arg(endpoints)
+        .args(args)
+        .env_remove("LOCKIO_ENDPOINTS")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
     command
 }
 
 /// Runs `lockio --endpoints ENDPOINTS ARGS` to completion: (exit code, stdout, stderr).
 async fn run(endpoints: &str, args: &[&str]) -> (i32, String, String) {
     let out = lockio(endpoints, args).output().await.expect("run lockio");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn one_line(stderr: &str) -> &str {
@@ -69,7 +79,10 @@ async fn every_command_prints_for_people_and_for_programs() {
     let (code, bob, err) = run(&ep, &["session", "create", "--json", "--client-id", "bob"]).await;
     assert_eq!(code, 0, "{err}");
     let bob: Value = serde_json::from_str(&bob).unwrap();
-    assert!(json_has(&bob, &json!({"client_id": "bob", "timeout": 60, "keepalive_interval": 20, "session_id": "*"})), "{bob}");
+    assert!(
+        json_has(&bob, &json!({"client_id": "bob", "timeout": 60, "keepalive_interval": 20, "session_id": "*"})),
+        "{bob}"
+    );
     let bob = bob["session_id"].as_str().unwrap().to_string();
 
     // (arguments with {A}/{B} for the two sessions, what must happen)
@@ -79,18 +92,37 @@ async fn every_command_prints_for_people_and_for_programs() {
         ("lock acquire -q {A} res-1", Expect::Out("1\n")),
         ("lock acquire {B} res-1", Expect::Err("lockio: res-1 is held by client alice since ")),
         ("lock acquire {B} res-1", Expect::Err(" with fence token 1")),
-        ("lock status res-1 --json", Expect::Json(json!({"locked": true, "client_id": "alice", "session_id": "{A}", "fence_token": 1, "acquired_at": "*"}))),
+        (
+            "lock status res-1 --json",
+            Expect::Json(
+                json!({"locked": true, "client_id": "alice", "session_id": "{A}", "fence_token": 1, "acquired_at": "*"}),
+            ),
+        ),
         ("lock status res-1", Expect::Out("client_id     alice\n")),
         ("lock status res-1", Expect::Out("queue_length  0\n")),
         ("lock status free-one --json", Expect::Json(json!({"locked": false, "resource": "free-one"}))),
         ("session get {A}", Expect::Out("locks_held          res-1\n")),
-        ("session get {A} --json", Expect::Json(json!({"client_id": "alice", "timeout": 30, "is_expired": false, "locks_held": ["res-1"]}))),
+        (
+            "session get {A} --json",
+            Expect::Json(json!({"client_id": "alice", "timeout": 30, "is_expired": false, "locks_held": ["res-1"]})),
+        ),
         ("session keepalive {A} --json", Expect::Json(json!({"success": true, "timeout": 30, "session_id": "{A}"}))),
-        ("lock release {A} res-1 --fence-token 2", Expect::Err("lockio: session {A} holds res-1 under fence token 1, not 2")),
+        (
+            "lock release {A} res-1 --fence-token 2",
+            Expect::Err("lockio: session {A} holds res-1 under fence token 1, not 2"),
+        ),
         ("lock release {A} res-1 --fence-token 1", Expect::Out("released res-1 (fence token 1)\n")),
         ("lock release {A} res-1 --fence-token 1", Expect::Err("lockio: session {A} does not hold res-1")),
-        ("lock acquire {B} res-1 --json", Expect::Json(json!({"acquired": true, "fence_token": 2, "newly_granted": true}))),
-        ("stats --json", Expect::Json(json!({"active_sessions": 2, "expired_sessions": 0, "total_locks": 1, "fence_counter": 2, "total_session": 2, "total_sessions": 2}))),
+        (
+            "lock acquire {B} res-1 --json",
+            Expect::Json(json!({"acquired": true, "fence_token": 2, "newly_granted": true})),
+        ),
+        (
+            "stats --json",
+            Expect::Json(
+                json!({"active_sessions": 2, "expired_sessions": 0, "total_locks": 1, "fence_counter": 2, "total_session": 2, "total_sessions": 2}),
+            ),
+        ),
         ("stats", Expect::Out("fence_counter     2\n")),
         ("session delete {B}", Expect::Out("session {B} deleted; its locks were released\n")),
         ("session delete {B}", Expect::Err("lockio: session {B} does not exist")),
@@ -98,7 +130,10 @@ async fn every_command_prints_for_people_and_for_programs() {
         ("cleanup --json", Expect::Json(json!({"cleanup": "completed", "count": 0}))),
         ("cleanup", Expect::Out("removed 0 expired sessions\n")),
         ("session get not-a-uuid", Expect::Usage("lockio: invalid value 'not-a-uuid' for '<SESSION_ID>'")),
-        ("session create --timeout 4", Expect::Err("lockio: invalid timeout: must be an integer from 5 to 3600 (seconds)")),
+        (
+            "session create --timeout 4",
+            Expect::Err("lockio: invalid timeout: must be an integer from 5 to 3600 (seconds)"),
+        ),
         ("lock acquire {A} %20padded%20", Expect::Out("acquired %20padded%20 with fence token 3")),
         ("status", Expect::Out("LEADER")),
         ("status --json", Expect::Json(json!({"members": "*"}))),
@@ -110,7 +145,10 @@ async fn every_command_prints_for_people_and_for_programs() {
         match expect {
             Expect::Out(text) => {
                 assert_eq!(code, 0, "{line}: {err}");
-                assert!(out.contains(&text.replace("{A}", &alice).replace("{B}", &bob)), "{line}: {text:?} not in\n{out}");
+                assert!(
+                    out.contains(&text.replace("{A}", &alice).replace("{B}", &bob)),
+                    "{line}: {text:?} not in\n{out}"
+                );
             }
             Expect::Json(subset) => {
                 assert_eq!(code, 0, "{line}: {err}");
@@ -180,11 +218,10 @@ async fn concurrent_execs_never_overlap_and_see_increasing_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("markers");
     let script = marked_work(&file, 0.5);
-    let runs: Vec<_> = (0..4)
-        .map(|_| exec_sh(&ep, &["--wait", "60"], &script))
-        .collect();
+    let runs: Vec<_> = (0..4).map(|_| exec_sh(&ep, &["--wait", "60"], &script)).collect();
     for run in runs {
-        let out = tokio::time::timeout(Duration::from_secs(60), run.wait_with_output()).await.expect("exec exits").unwrap();
+        let out =
+            tokio::time::timeout(Duration::from_secs(60), run.wait_with_output()).await.expect("exec exits").unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let text = std::fs::read_to_string(&file).unwrap();
@@ -208,7 +245,8 @@ async fn concurrent_execs_never_overlap_and_see_increasing_tokens() {
 
 /// `lockio exec shared FLAGS -- sh -c SCRIPT`, its stderr captured.
 fn exec_sh(endpoints: &str, flags: &[&str], script: &str) -> Child {
-    let args: Vec<&str> = ["exec", "shared"].into_iter().chain(flags.iter().copied()).chain(["--", "sh", "-c", script]).collect();
+    let args: Vec<&str> =
+        ["exec", "shared"].into_iter().chain(flags.iter().copied()).chain(["--", "sh", "-c", script]).collect();
     lockio(endpoints, &args).stderr(Stdio::piped()).spawn().unwrap()
 }
 
@@ -266,7 +304,10 @@ async fn a_stopped_exec_loses_the_lock_and_stops_its_command_when_it_resumes() {
     // Another client gets the lock once the stopped one's session has expired.
     let client = cluster.client();
     let thief = client.open_session("thief", Duration::from_secs(30)).await.unwrap();
-    let guard = eventually(Duration::from_secs(15), "the lock passes to another client", || async { thief.lock("shared").await.ok() }).await;
+    let guard = eventually(Duration::from_secs(15), "the lock passes to another client", || async {
+        thief.lock("shared").await.ok()
+    })
+    .await;
     assert!(guard.fence_token().0 > first, "{} after {first}", guard.fence_token());
     assert!(!std::fs::read_to_string(&file).unwrap().contains("term"), "CMD runs on while lockio is stopped");
 
@@ -291,7 +332,9 @@ async fn exec_passes_signals_on_and_exits_with_the_command_status() {
     let file = dir.path().join("markers");
     let f = file.display();
     let trapping = |sig: &str, code: i32| {
-        format!(r#"trap 'echo "got {sig}" >> {f}; exit {code}' {sig}; echo start >> {f}; for i in $(seq 300); do sleep 0.1; done"#)
+        format!(
+            r#"trap 'echo "got {sig}" >> {f}; exit {code}' {sig}; echo start >> {f}; for i in $(seq 300); do sleep 0.1; done"#
+        )
     };
     let table: Vec<(String, Option<i32>, i32, Option<&str>)> = vec![
         ("exit 3".into(), None, 3, None),
@@ -350,7 +393,9 @@ async fn a_session_deleted_under_exec_stops_its_command_even_one_that_ignores_si
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("markers");
     let f = file.display();
-    let script = format!(r#"trap '' TERM; echo "start $LOCKIO_SESSION_ID" >> {f}; for i in $(seq 600); do sleep 0.1; done; echo end >> {f}"#);
+    let script = format!(
+        r#"trap '' TERM; echo "start $LOCKIO_SESSION_ID" >> {f}; for i in $(seq 600); do sleep 0.1; done; echo end >> {f}"#
+    );
     let exec = exec_sh(&ep, &["--timeout", "6", "--grace", "1"], &script);
     let session = wait_for_line(&file, "start").await[6..].to_string();
     // Someone deletes the session (an operator, a cleanup script): the next keepalive hears so.
@@ -359,7 +404,10 @@ async fn a_session_deleted_under_exec_stops_its_command_even_one_that_ignores_si
     let deleted = Instant::now();
     let (code, err) = finish(exec, Duration::from_secs(20)).await;
     assert_eq!(code, 125, "{err}");
-    assert!(err.contains(&format!("lockio: lost the lock on shared: session {session} expired (the cluster expired it)")), "{err}");
+    assert!(
+        err.contains(&format!("lockio: lost the lock on shared: session {session} expired (the cluster expired it)")),
+        "{err}"
+    );
     assert!(err.contains("did not exit within 1s of SIGTERM; sending SIGKILL"), "{err}");
     // Within a keepalive interval (2 s) and the grace period, well before the 6 s timeout
     // would have ended it anyway.
@@ -443,32 +491,64 @@ async fn lock_acquire_waits_in_the_queue() {
     let (code, _, err) = run(&ep, &["lock", "acquire", "--wait", "1", &bob, "res"]).await;
     assert_eq!(code, 1, "{err}");
     let line = one_line(&err);
-    assert!(line.starts_with("lockio: res is held by client alice since ") && line.contains(" with fence token 1; gave up after waiting "), "{line}");
+    assert!(
+        line.starts_with("lockio: res is held by client alice since ")
+            && line.contains(" with fence token 1; gave up after waiting "),
+        "{line}"
+    );
     assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
 
     // A wait that is granted when alice releases.
-    let waiting = lockio(&ep, &["lock", "acquire", "--wait", "60", &bob, "res"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let waiting = lockio(&ep, &["lock", "acquire", "--wait", "60", &bob, "res"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let status = queue_becomes(&ep, "res", &["bob"]).await;
-    assert!(json_has(&status, &json!({"locked": true, "client_id": "alice", "session_id": alice, "fence_token": 1, "queue_length": 1})), "{status}");
+    assert!(
+        json_has(
+            &status,
+            &json!({"locked": true, "client_id": "alice", "session_id": alice, "fence_token": 1, "queue_length": 1})
+        ),
+        "{status}"
+    );
     assert!(json_has(&status["waiters"][0], &json!({"session_id": bob, "since": "*", "deadline": "*"})), "{status}");
     let (_, out, _) = run(&ep, &["lock", "status", "res"]).await;
     assert!(out.contains("queue_length  1\n"), "{out}");
-    let row = out.lines().find(|l| l.starts_with("1  ")).unwrap_or_else(|| panic!("a row for the first waiter in\n{out}"));
+    let row =
+        out.lines().find(|l| l.starts_with("1  ")).unwrap_or_else(|| panic!("a row for the first waiter in\n{out}"));
     assert!(row.contains(" bob ") && row.contains(&bob), "{out}");
     let (_, out, _) = run(&ep, &["session", "get", &bob, "--json"]).await;
     let info: Value = serde_json::from_str(&out).unwrap();
     assert!(json_has(&info, &json!({"waiting_for": ["res"], "lock_delay": 5, "locks_held": []})), "{info}");
     let (_, out, _) = run(&ep, &["session", "get", &bob]).await;
-    let line_of = |key: &str| out.lines().find(|l| l.split_whitespace().next() == Some(key)).map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "));
-    assert_eq!((line_of("waiting_for"), line_of("lock_delay")), (Some("res".to_string()), Some("5s".to_string())), "{out}");
+    let line_of = |key: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(
+        (line_of("waiting_for"), line_of("lock_delay")),
+        (Some("res".to_string()), Some("5s".to_string())),
+        "{out}"
+    );
 
     let (code, _, err) = run(&ep, &["lock", "release", &alice, "res", "--fence-token", "1"]).await;
     assert_eq!(code, 0, "{err}");
-    let out = tokio::time::timeout(Duration::from_secs(10), waiting.wait_with_output()).await.expect("granted on release").unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), waiting.wait_with_output())
+        .await
+        .expect("granted on release")
+        .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!((out.status.code(), stdout.as_ref()), (Some(0), "acquired res with fence token 2\n"), "{stderr}");
     let status = lock_status_json(&ep, "res").await.unwrap();
-    assert!(json_has(&status, &json!({"locked": true, "session_id": bob, "fence_token": 2, "queue_length": 0, "waiters": []})), "{status}");
+    assert!(
+        json_has(
+            &status,
+            &json!({"locked": true, "session_id": bob, "fence_token": 2, "queue_length": 0, "waiters": []})
+        ),
+        "{status}"
+    );
     let (code, _, err) = run(&ep, &["lock", "acquire", "--wait", "301", &bob, "res"]).await;
     assert_eq!(code, 2, "a wait past the cluster's limit does not parse: {err}");
 }
@@ -477,7 +557,9 @@ async fn lock_acquire_waits_in_the_queue() {
 /// appends `end NAME NANOS` (NANOS: the time in nanoseconds, as `date` prints it).
 fn timed_work(file: &Path, name: &str) -> String {
     let f = file.display();
-    format!(r#"echo "start {name} $(date +%s%N) $LOCKIO_FENCE_TOKEN" >> {f}; sleep 1; echo "end {name} $(date +%s%N)" >> {f}"#)
+    format!(
+        r#"echo "start {name} $(date +%s%N) $LOCKIO_FENCE_TOKEN" >> {f}; sleep 1; echo "end {name} $(date +%s%N)" >> {f}"#
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -506,7 +588,11 @@ async fn two_execs_waiting_take_turns_in_arrival_order() {
     let text = std::fs::read_to_string(&file).unwrap();
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
     let shape: Vec<(&str, &str)> = lines.iter().map(|l| (l[0], l[1])).collect();
-    assert_eq!(shape, [("start", "one"), ("end", "one"), ("start", "two"), ("end", "two")], "in arrival order, one at a time:\n{text}");
+    assert_eq!(
+        shape,
+        [("start", "one"), ("end", "one"), ("start", "two"), ("end", "two")],
+        "in arrival order, one at a time:\n{text}"
+    );
     let nanos = |line: &[&str]| line[2].parse::<u128>().unwrap();
     assert!(nanos(&lines[2]) >= nanos(&lines[1]), "two started only after one ended:\n{text}");
     let token = |line: &[&str]| line[3].parse::<u64>().unwrap();

@@ -47,7 +47,12 @@ async fn the_dashboard_shows_the_cluster_its_locks_and_a_failover() {
 
     // A session that expires holding a lock, with a lock-delay: created first, so that its 5 s
     // timeout runs out while the queue is tested; the lock is then delayed for 10 s.
-    let doomed = call("POST", &cluster.url(leader, "/sessions"), Some(json!({"client_id": "delayed-client", "timeout": 5, "lock_delay": 10}))).await;
+    let doomed = call(
+        "POST",
+        &cluster.url(leader, "/sessions"),
+        Some(json!({"client_id": "delayed-client", "timeout": 5, "lock_delay": 10})),
+    )
+    .await;
     assert_eq!(doomed.status, 201, "{}", doomed.text);
     let doomed_grant = acquire(&cluster.base(leader), &doomed.str("session_id"), "delayed-resource").await;
     assert_eq!(doomed_grant.status, 201, "{}", doomed_grant.text);
@@ -76,7 +81,11 @@ async fn the_dashboard_shows_the_cluster_its_locks_and_a_failover() {
         )
         .await;
     browser
-        .wait_for(Duration::from_secs(10), "the session in the sessions table", "return document.querySelector('#sessions tbody').textContent.includes('dashboard-client')")
+        .wait_for(
+            Duration::from_secs(10),
+            "the session in the sessions table",
+            "return document.querySelector('#sessions tbody').textContent.includes('dashboard-client')",
+        )
         .await;
 
     // A second session waits for the lock (a long-poll through a follower): the row shows its
@@ -88,9 +97,19 @@ async fn the_dashboard_shows_the_cluster_its_locks_and_a_failover() {
     let row = lock_row("dashboard-resource");
     let detail = lock_detail("dashboard-resource");
     browser
-        .wait_for(Duration::from_secs(10), "queue length 1 in the lock's row", &format!("const r = {row}; return r !== null && r.querySelector('td.queue').textContent === '1'"))
+        .wait_for(
+            Duration::from_secs(10),
+            "queue length 1 in the lock's row",
+            &format!("const r = {row}; return r !== null && r.querySelector('td.queue').textContent === '1'"),
+        )
         .await;
-    browser.wait_for(Duration::from_secs(5), "one waiter in the stats", "return document.getElementById('stat-waiters').textContent === '1'").await;
+    browser
+        .wait_for(
+            Duration::from_secs(5),
+            "one waiter in the stats",
+            "return document.getElementById('stat-waiters').textContent === '1'",
+        )
+        .await;
     browser.eval(&format!("{row}.click(); return true")).await;
     browser
         .wait_for(
@@ -113,7 +132,11 @@ async fn the_dashboard_shows_the_cluster_its_locks_and_a_failover() {
         )
         .await;
     browser
-        .wait_for(Duration::from_secs(5), "the wait in the sessions table", "return document.querySelector('#sessions tbody').textContent.includes('waiting for dashboard-resource')")
+        .wait_for(
+            Duration::from_secs(5),
+            "the wait in the sessions table",
+            "return document.querySelector('#sessions tbody').textContent.includes('waiting for dashboard-resource')",
+        )
         .await;
 
     // The holder releases: the lock goes to the waiter, and the page shows the hand-off.
@@ -146,7 +169,12 @@ async fn the_dashboard_shows_the_cluster_its_locks_and_a_failover() {
         .await;
 
     // A wait that runs out: the event says why and for how long.
-    let gave_up = call("POST", &cluster.url(served_by, &format!("/sessions/{session}/locks/dashboard-resource")), Some(json!({"wait": 1}))).await;
+    let gave_up = call(
+        "POST",
+        &cluster.url(served_by, &format!("/sessions/{session}/locks/dashboard-resource")),
+        Some(json!({"wait": 1})),
+    )
+    .await;
     assert_eq!(gave_up.status, 409, "{}", gave_up.text);
     browser
         .wait_for(
@@ -173,9 +201,21 @@ async fn the_dashboard_shows_the_cluster_its_locks_and_a_failover() {
 
     // The filter box narrows the tables.
     browser.eval("const f = document.getElementById('filter'); f.value = 'no-such-thing'; f.dispatchEvent(new Event('input')); return true").await;
-    browser.wait_for(Duration::from_secs(5), "the filter empties the locks table", "return document.querySelectorAll('#locks tbody tr').length === 0").await;
+    browser
+        .wait_for(
+            Duration::from_secs(5),
+            "the filter empties the locks table",
+            "return document.querySelectorAll('#locks tbody tr').length === 0",
+        )
+        .await;
     browser.eval("const f = document.getElementById('filter'); f.value = 'dashboard'; f.dispatchEvent(new Event('input')); return true").await;
-    browser.wait_for(Duration::from_secs(5), "the filter finds the lock", "return document.querySelectorAll('#locks tbody tr.lock').length === 1").await;
+    browser
+        .wait_for(
+            Duration::from_secs(5),
+            "the filter finds the lock",
+            "return document.querySelectorAll('#locks tbody tr.lock').length === 1",
+        )
+        .await;
 
     // Kill the leader: the page, without a reload, shows the new leader and the dead node.
     let killed_at = Instant::now();
@@ -196,12 +236,22 @@ async fn the_dashboard_shows_the_cluster_its_locks_and_a_failover() {
     eprintln!("dashboard showed the failover {shown_after:?} after the kill");
     assert!(shown_after < Duration::from_secs(5), "took {shown_after:?}");
     browser
-        .wait_for(Duration::from_secs(5), "the leader change in the event log", "return document.querySelectorAll('#events li[data-type=leader_changed]').length >= 2")
+        .wait_for(
+            Duration::from_secs(5),
+            "the leader change in the event log",
+            "return document.querySelectorAll('#events li[data-type=leader_changed]').length >= 2",
+        )
         .await;
 
     // Readable at phone width: nothing wider than the screen.
     browser.set_window(390, 844).await;
-    browser.wait_for(Duration::from_secs(5), "no horizontal scrolling at phone width", "return document.documentElement.scrollWidth <= window.innerWidth").await;
+    browser
+        .wait_for(
+            Duration::from_secs(5),
+            "no horizontal scrolling at phone width",
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+        )
+        .await;
 
     let errors: Vec<_> = browser.console().await.into_iter().filter(|(level, _)| level == "SEVERE").collect();
     assert!(errors.is_empty(), "console errors: {errors:?}");

@@ -73,7 +73,12 @@ async fn a_node_whose_disk_fills_up_exits_and_later_restarts_with_everything_ack
     let mut cluster = Cluster::start(1).await;
     assert!(cluster.stop(1).success());
     let mut command = tokio::process::Command::new(lockio_bin());
-    command.args(cluster.serve_args(1)).env("RUST_LOG", "error").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    command
+        .args(cluster.serve_args(1))
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(|| {
@@ -89,31 +94,50 @@ async fn a_node_whose_disk_fills_up_exits_and_later_restarts_with_everything_ack
     let mut node = command.kill_on_drop(true).spawn().unwrap();
     let base = cluster.base(1);
     let health = format!("{base}/health");
-    eventually(Duration::from_secs(20), "the limited node serves", || async { try_call("GET", &health).await.filter(|r| r.body["is_leader"] == true) }).await;
+    eventually(Duration::from_secs(20), "the limited node serves", || async {
+        try_call("GET", &health).await.filter(|r| r.body["is_leader"] == true)
+    })
+    .await;
 
     // Sessions until the node gives up (bounded: the limit is reached long before).
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
     let mut acknowledged = Vec::new();
     for i in 0..20_000 {
-        let sent = http.post(format!("{base}/sessions")).json(&json!({"client_id": format!("filler-{i}"), "timeout": 3600})).send().await;
+        let sent = http
+            .post(format!("{base}/sessions"))
+            .json(&json!({"client_id": format!("filler-{i}"), "timeout": 3600}))
+            .send()
+            .await;
         match sent {
-            Ok(r) if r.status() == 201 => acknowledged.push(r.json::<serde_json::Value>().await.unwrap()["session_id"].as_str().unwrap().to_string()),
+            Ok(r) if r.status() == 201 => acknowledged
+                .push(r.json::<serde_json::Value>().await.unwrap()["session_id"].as_str().unwrap().to_string()),
             _ => break,
         }
     }
-    let exited = tokio::time::timeout(Duration::from_secs(15), node.wait()).await.expect("the node exits once its storage fails").unwrap();
+    let exited = tokio::time::timeout(Duration::from_secs(15), node.wait())
+        .await
+        .expect("the node exits once its storage fails")
+        .unwrap();
     let mut stderr = String::new();
     tokio::io::AsyncReadExt::read_to_string(node.stderr.as_mut().unwrap(), &mut stderr).await.unwrap();
     assert_eq!(exited.code(), Some(1), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
-    assert!(last.starts_with("lockio: raft stopped: ") && last.contains("exiting so that the node can be restarted"), "{stderr}");
+    assert!(
+        last.starts_with("lockio: raft stopped: ") && last.contains("exiting so that the node can be restarted"),
+        "{stderr}"
+    );
     assert!(acknowledged.len() > 100, "only {} sessions before the limit", acknowledged.len());
 
     // Room again: the node restarts from its directory with every acknowledged session.
     cluster.restart(1).await;
     cluster.wait_for_leader().await;
     let stats = call("GET", &format!("{base}/admin/stats"), None).await;
-    assert!(stats.body["active_sessions"].as_u64().unwrap() >= acknowledged.len() as u64, "{} acknowledged: {}", acknowledged.len(), stats.text);
+    assert!(
+        stats.body["active_sessions"].as_u64().unwrap() >= acknowledged.len() as u64,
+        "{} acknowledged: {}",
+        acknowledged.len(),
+        stats.text
+    );
     for id in [&acknowledged[0], acknowledged.last().unwrap()] {
         assert_eq!(call("GET", &format!("{base}/sessions/{id}"), None).await.status, 200, "session {id}");
     }

@@ -32,7 +32,10 @@ async fn a_silent_session_loses_its_lock_within_seven_seconds() {
     assert_eq!(s.body["locks_held"], json!([]));
     assert!(s.body["expired_at"].as_f64().unwrap() >= s.body["created_at"].as_f64().unwrap() + 5.0);
     // An expired session stays expired: no keepalive, acquire or release revives it.
-    assert_eq!(call("POST", &format!("{base}/sessions/{session}/keepalive"), None).await.body["code"], "SESSION_EXPIRED");
+    assert_eq!(
+        call("POST", &format!("{base}/sessions/{session}/keepalive"), None).await.body["code"],
+        "SESSION_EXPIRED"
+    );
     let again = call("POST", &format!("{base}/sessions/{session}/locks/job"), None).await;
     assert_eq!((again.status, again.body["code"].clone()), (410, json!("SESSION_EXPIRED")));
     // And the lock is free for someone else, under a higher token.

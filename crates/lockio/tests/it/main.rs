@@ -3,10 +3,10 @@
 mod support;
 
 mod client;
-mod contract;
-mod dashboard;
 mod cluster;
+mod contract;
 mod ctl;
+mod dashboard;
 mod durability;
 mod expiry;
 mod failover;

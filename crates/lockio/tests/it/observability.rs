@@ -40,22 +40,32 @@ async fn metrics_move_when_locks_are_taken() {
     assert_eq!(sample(&after, "lockio_sessions_active"), Some(1.0));
     assert_eq!(sample(&after, "lockio_raft_is_leader"), Some(1.0));
     assert!(sample(&after, "lockio_raft_term").unwrap() >= 1.0);
-    assert!(sample(&after, "lockio_raft_applied_index").unwrap() > sample(&before, "lockio_raft_applied_index").unwrap());
+    assert!(
+        sample(&after, "lockio_raft_applied_index").unwrap() > sample(&before, "lockio_raft_applied_index").unwrap()
+    );
     assert_eq!(sample(&after, r#"lockio_keepalives_total{result="ok"}"#), Some(1.0));
     assert_eq!(
-        sample(&after, r#"lockio_http_requests_total{route="/sessions/{session_id}/locks/{resource}",method="POST",status="201"}"#),
+        sample(
+            &after,
+            r#"lockio_http_requests_total{route="/sessions/{session_id}/locks/{resource}",method="POST",status="201"}"#
+        ),
         Some(3.0),
         "{after}"
     );
     assert!(after.contains(r#"lockio_proposal_duration_seconds_bucket{kind="acquire",le="+Inf"} 3"#), "{after}");
-    assert!(after.contains(r#"lockio_http_request_duration_seconds_count{route="/sessions",method="POST"} 1"#), "{after}");
+    assert!(
+        after.contains(r#"lockio_http_request_duration_seconds_count{route="/sessions",method="POST"} 1"#),
+        "{after}"
+    );
 
     // Followers apply the same log, so they count the same grants.
     let follower = cluster.running().into_iter().find(|id| *id != leader).unwrap();
     let follower_base = cluster.base(follower);
     eventually(Duration::from_secs(5), "a follower counts the grants too", || {
         let base = follower_base.clone();
-        async move { (sample(&scrape(&base).await, "lockio_locks_acquired_total") == Some(acquired_before + 3.0)).then_some(()) }
+        async move {
+            (sample(&scrape(&base).await, "lockio_locks_acquired_total") == Some(acquired_before + 3.0)).then_some(())
+        }
     })
     .await;
 }
@@ -70,7 +80,8 @@ async fn every_node_streams_what_was_applied() {
     let mut body = response.bytes_stream();
 
     let session = create_session(&cluster.base(leader), "streamed", 60).await;
-    let token = acquire(&cluster.base(leader), &session, "streamed-resource").await.body["fence_token"].as_u64().unwrap();
+    let token =
+        acquire(&cluster.base(leader), &session, "streamed-resource").await.body["fence_token"].as_u64().unwrap();
 
     let mut seen: Vec<Value> = Vec::new();
     let mut text = String::new();
@@ -87,7 +98,10 @@ async fn every_node_streams_what_was_applied() {
     }
     assert!(seen.iter().any(|e| e["type"] == "leader_changed" && e["leader_id"] == leader), "{seen:?}");
     let created = seen.iter().find(|e| e["type"] == "session_created").expect("session_created");
-    assert_eq!((created["session_id"].as_str(), created["client_id"].as_str()), (Some(session.as_str()), Some("streamed")));
+    assert_eq!(
+        (created["session_id"].as_str(), created["client_id"].as_str()),
+        (Some(session.as_str()), Some("streamed"))
+    );
     let acquired = seen.iter().find(|e| e["type"] == "lock_acquired").unwrap();
     assert_eq!(acquired["resource"], "streamed-resource");
     assert_eq!(acquired["fence_token"].as_u64(), Some(token));

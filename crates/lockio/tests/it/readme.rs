@@ -76,7 +76,10 @@ async fn the_readme_examples_work_when_pasted() {
     for (i, (commands, _)) in examples.iter().enumerate() {
         let mut commands = commands.clone();
         for id in 1..=3u64 {
-            commands = commands.replace(&format!("localhost:{}", 4999 + id), &format!("127.0.0.1:{}", cluster.base(id).rsplit(':').next().unwrap()));
+            commands = commands.replace(
+                &format!("localhost:{}", 4999 + id),
+                &format!("127.0.0.1:{}", cluster.base(id).rsplit(':').next().unwrap()),
+            );
         }
         script.push_str(&format!("echo '--- example {i}'\n{commands}\necho\n"));
     }
@@ -86,15 +89,26 @@ async fn the_readme_examples_work_when_pasted() {
     let outputs: Vec<Vec<String>> = stdout
         .split("--- example ")
         .skip(1)
-        .map(|chunk| chunk.lines().skip(1).filter(|l| !l.trim().is_empty()).flat_map(|l| {
-            // curl -s prints no newline; two answers can share a line: split at "}{".
-            l.replace("}{", "}\n{").lines().map(str::to_string).collect::<Vec<_>>()
-        }).collect())
+        .map(|chunk| {
+            chunk
+                .lines()
+                .skip(1)
+                .filter(|l| !l.trim().is_empty())
+                .flat_map(|l| {
+                    // curl -s prints no newline; two answers can share a line: split at "}{".
+                    l.replace("}{", "}\n{").lines().map(str::to_string).collect::<Vec<_>>()
+                })
+                .collect()
+        })
         .collect();
     for (i, ((commands, documented), got)) in examples.iter().zip(&outputs).enumerate() {
         assert_eq!(got.len(), documented.len(), "example {i} ({commands}) printed {got:?}");
         for (doc, line) in documented.iter().zip(got) {
-            assert_eq!(fields(line), fields(doc), "example {i}: `{commands}` answered\n{line}\nbut the README shows\n{doc}");
+            assert_eq!(
+                fields(line),
+                fields(doc),
+                "example {i}: `{commands}` answered\n{line}\nbut the README shows\n{doc}"
+            );
         }
     }
 }

@@ -31,11 +31,47 @@ fn bad_flags_are_one_line_errors() {
     assert_one_line_error(code, &err, "--bogus");
     let (code, err) = run(&["serve", "--id", "1"]);
     assert_one_line_error(code, &err, "required");
-    let (code, err) = run(&["serve", "--id", "0", "--http", "127.0.0.1:1", "--raft", "127.0.0.1:2", "--peers", "1=a:1", "--data-dir", "x"]);
+    let (code, err) = run(&[
+        "serve",
+        "--id",
+        "0",
+        "--http",
+        "127.0.0.1:1",
+        "--raft",
+        "127.0.0.1:2",
+        "--peers",
+        "1=a:1",
+        "--data-dir",
+        "x",
+    ]);
     assert_one_line_error(code, &err, "--id");
-    let (code, err) = run(&["serve", "--id", "1", "--http", "nonsense", "--raft", "127.0.0.1:2", "--peers", "1=a:1", "--data-dir", "x"]);
+    let (code, err) = run(&[
+        "serve",
+        "--id",
+        "1",
+        "--http",
+        "nonsense",
+        "--raft",
+        "127.0.0.1:2",
+        "--peers",
+        "1=a:1",
+        "--data-dir",
+        "x",
+    ]);
     assert_one_line_error(code, &err, "--http");
-    let (code, err) = run(&["serve", "--id", "1", "--http", "127.0.0.1:1", "--raft", "127.0.0.1:2", "--peers", "1=a", "--data-dir", "x"]);
+    let (code, err) = run(&[
+        "serve",
+        "--id",
+        "1",
+        "--http",
+        "127.0.0.1:1",
+        "--raft",
+        "127.0.0.1:2",
+        "--peers",
+        "1=a",
+        "--data-dir",
+        "x",
+    ]);
     assert_one_line_error(code, &err, "--peers");
     let (code, err) = run(&serve_args("127.0.0.1:0", "127.0.0.1:0", "2=127.0.0.1:9", "x"));
     assert_one_line_error(code, &err, "--id 1 is not one of the --peers");
@@ -71,7 +107,11 @@ async fn a_data_dir_is_refused_to_any_node_but_its_own() {
     let mut args = serve_args("127.0.0.1:0", "127.0.0.1:0", "2=127.0.0.1:9", &data);
     args[2] = "2";
     let (code, err) = run(&args);
-    assert_one_line_error(code, &err, &format!("cannot use the data directory {data}: it holds the state of node 1, not of --id 2"));
+    assert_one_line_error(
+        code,
+        &err,
+        &format!("cannot use the data directory {data}: it holds the state of node 1, not of --id 2"),
+    );
     // Refusing changed nothing: its own node starts from it as before.
     cluster.restart(1).await;
     cluster.wait_for_leader().await;

@@ -162,7 +162,15 @@ async fn bad_input_is_refused_with_the_documented_error_and_changes_nothing() {
         row("client_id whitespace", "POST", s, cid(json!("\t\n \r")), 400, INVALID, cf),
         row("client_id 256 chars", "POST", s, cid(json!("a".repeat(256))), 400, INVALID, cf),
         row("client_id 256 two-byte chars", "POST", s, cid(json!("é".repeat(256))), 400, INVALID, cf),
-        row("client_id 256 chars after trim", "POST", s, cid(json!(format!(" {} ", "a".repeat(256)))), 400, INVALID, cf),
+        row(
+            "client_id 256 chars after trim",
+            "POST",
+            s,
+            cid(json!(format!(" {} ", "a".repeat(256)))),
+            400,
+            INVALID,
+            cf,
+        ),
         // POST /sessions: timeout.
         row("timeout 4", "POST", s, timeout(json!(4)), 400, INVALID, tf),
         row("timeout 3601", "POST", s, timeout(json!(3601)), 400, INVALID, tf),
@@ -207,7 +215,15 @@ async fn bad_input_is_refused_with_the_documented_error_and_changes_nothing() {
         row("empty body, JSON content type", "POST", s, json_bytes(""), 400, INVALID, bf),
         row("blank body, JSON content type", "POST", s, json_bytes("  \n"), 400, INVALID, bf),
         // POST /sessions: not JSON.
-        row("text/plain", "POST", s, Body::Raw(Some("text/plain"), br#"{"client_id": "x"}"#.to_vec()), 415, MEDIA, None),
+        row(
+            "text/plain",
+            "POST",
+            s,
+            Body::Raw(Some("text/plain"), br#"{"client_id": "x"}"#.to_vec()),
+            415,
+            MEDIA,
+            None,
+        ),
         row("no content type", "POST", s, Body::Raw(None, br#"{"client_id": "x"}"#.to_vec()), 415, MEDIA, None),
         row(
             "form encoded",
@@ -236,8 +252,24 @@ async fn bad_input_is_refused_with_the_documented_error_and_changes_nothing() {
         row("?fence_token=0", "DELETE", format!("{held}?fence_token=0"), Body::Empty, 400, INVALID, ff),
         row("?fence_token=-1", "DELETE", format!("{held}?fence_token=-1"), Body::Empty, 400, INVALID, ff),
         row("?fence_token= (empty)", "DELETE", format!("{held}?fence_token="), Body::Empty, 400, INVALID, ff),
-        row("?fence_token=2^64", "DELETE", format!("{held}?fence_token=18446744073709551616"), Body::Empty, 400, INVALID, ff),
-        row("body and query disagree", "DELETE", format!("{held}?fence_token={}", t + 1), token(json!(t)), 400, INVALID, ff),
+        row(
+            "?fence_token=2^64",
+            "DELETE",
+            format!("{held}?fence_token=18446744073709551616"),
+            Body::Empty,
+            400,
+            INVALID,
+            ff,
+        ),
+        row(
+            "body and query disagree",
+            "DELETE",
+            format!("{held}?fence_token={}", t + 1),
+            token(json!(t)),
+            400,
+            INVALID,
+            ff,
+        ),
         row("release body []", "DELETE", held.clone(), json_bytes("[]"), 400, INVALID, bf),
         row("release body malformed", "DELETE", held.clone(), json_bytes(r#"{"fence_token": "#), 400, INVALID, bf),
         row(
@@ -253,12 +285,28 @@ async fn bad_input_is_refused_with_the_documented_error_and_changes_nothing() {
         // Release: well-formed, but not this session's grant.
         row("fence_token u64::MAX", "DELETE", held.clone(), token(json!(u64::MAX)), 409, "FENCE_TOKEN_MISMATCH", None)
             .with("resource", "held"),
-        row("wrong fence_token", "DELETE", format!("{held}?fence_token={}", t + 1), Body::Empty, 409, "FENCE_TOKEN_MISMATCH", None)
-            .with("resource", "held")
-            .with("session_id", live.clone()),
-        row("release a free resource", "DELETE", format!("{locks}/free?fence_token=1"), Body::Empty, 404, "LOCK_NOT_HELD", None)
-            .with("resource", "free")
-            .with("session_id", live.clone()),
+        row(
+            "wrong fence_token",
+            "DELETE",
+            format!("{held}?fence_token={}", t + 1),
+            Body::Empty,
+            409,
+            "FENCE_TOKEN_MISMATCH",
+            None,
+        )
+        .with("resource", "held")
+        .with("session_id", live.clone()),
+        row(
+            "release a free resource",
+            "DELETE",
+            format!("{locks}/free?fence_token=1"),
+            Body::Empty,
+            404,
+            "LOCK_NOT_HELD",
+            None,
+        )
+        .with("resource", "free")
+        .with("session_id", live.clone()),
         // Acquire options (coordination.md, "Acquire, extended").
         row("wait -1", "POST", held.clone(), Body::Json(json!({"wait": -1})), 400, INVALID, Some("wait")),
         row("wait 301", "POST", held.clone(), Body::Json(json!({"wait": 301})), 400, INVALID, Some("wait")),
@@ -272,21 +320,85 @@ async fn bad_input_is_refused_with_the_documented_error_and_changes_nothing() {
         row("?wait=-1", "POST", format!("{held}?wait=-1"), Body::Empty, 400, INVALID, Some("wait")),
         row("?wait=1.5", "POST", format!("{held}?wait=1.5"), Body::Empty, 400, INVALID, Some("wait")),
         row("?wait= (empty)", "POST", format!("{held}?wait="), Body::Empty, 400, INVALID, Some("wait")),
-        row("wait: body and query disagree", "POST", format!("{held}?wait=2"), Body::Json(json!({"wait": 3})), 400, INVALID, Some("wait")),
+        row(
+            "wait: body and query disagree",
+            "POST",
+            format!("{held}?wait=2"),
+            Body::Json(json!({"wait": 3})),
+            400,
+            INVALID,
+            Some("wait"),
+        ),
         row("mode \"writer\"", "POST", held.clone(), Body::Json(json!({"mode": "writer"})), 400, INVALID, Some("mode")),
         row("mode 1", "POST", held.clone(), Body::Json(json!({"mode": 1})), 400, INVALID, Some("mode")),
-        row("mode \"EXCLUSIVE\"", "POST", held.clone(), Body::Json(json!({"mode": "EXCLUSIVE"})), 400, INVALID, Some("mode")),
+        row(
+            "mode \"EXCLUSIVE\"",
+            "POST",
+            held.clone(),
+            Body::Json(json!({"mode": "EXCLUSIVE"})),
+            400,
+            INVALID,
+            Some("mode"),
+        ),
         row("?mode=nope", "POST", format!("{held}?mode=nope"), Body::Empty, 400, INVALID, Some("mode")),
         row("acquire body []", "POST", held.clone(), json_bytes("[]"), 400, INVALID, bf),
         row("acquire body malformed", "POST", held.clone(), json_bytes(r#"{"wait": "#), 400, INVALID, bf),
-        row("acquire body text/plain", "POST", held.clone(), Body::Raw(Some("text/plain"), br#"{"wait": 1}"#.to_vec()), 415, MEDIA, None),
+        row(
+            "acquire body text/plain",
+            "POST",
+            held.clone(),
+            Body::Raw(Some("text/plain"), br#"{"wait": 1}"#.to_vec()),
+            415,
+            MEDIA,
+            None,
+        ),
         row("oversized acquire", "POST", held.clone(), oversized("wait", json!(1)), 413, TOO_LARGE, None),
         // Lock-delay of a new session.
-        row("lock_delay 61", "POST", s, Body::Json(json!({"client_id": "c", "lock_delay": 61})), 400, INVALID, Some("lock_delay")),
-        row("lock_delay -1", "POST", s, Body::Json(json!({"client_id": "c", "lock_delay": -1})), 400, INVALID, Some("lock_delay")),
-        row("lock_delay 1.5", "POST", s, Body::Json(json!({"client_id": "c", "lock_delay": 1.5})), 400, INVALID, Some("lock_delay")),
-        row("lock_delay \"5\"", "POST", s, Body::Json(json!({"client_id": "c", "lock_delay": "5"})), 400, INVALID, Some("lock_delay")),
-        row("lock_delay null", "POST", s, Body::Json(json!({"client_id": "c", "lock_delay": null})), 400, INVALID, Some("lock_delay")),
+        row(
+            "lock_delay 61",
+            "POST",
+            s,
+            Body::Json(json!({"client_id": "c", "lock_delay": 61})),
+            400,
+            INVALID,
+            Some("lock_delay"),
+        ),
+        row(
+            "lock_delay -1",
+            "POST",
+            s,
+            Body::Json(json!({"client_id": "c", "lock_delay": -1})),
+            400,
+            INVALID,
+            Some("lock_delay"),
+        ),
+        row(
+            "lock_delay 1.5",
+            "POST",
+            s,
+            Body::Json(json!({"client_id": "c", "lock_delay": 1.5})),
+            400,
+            INVALID,
+            Some("lock_delay"),
+        ),
+        row(
+            "lock_delay \"5\"",
+            "POST",
+            s,
+            Body::Json(json!({"client_id": "c", "lock_delay": "5"})),
+            400,
+            INVALID,
+            Some("lock_delay"),
+        ),
+        row(
+            "lock_delay null",
+            "POST",
+            s,
+            Body::Json(json!({"client_id": "c", "lock_delay": null})),
+            400,
+            INVALID,
+            Some("lock_delay"),
+        ),
         // Resource names.
         row("resource 256 bytes", "POST", format!("{locks}/{a256}"), Body::Empty, 400, INVALID, rf),
         row("resource 128 chars, 256 bytes", "POST", format!("{locks}/{e128}"), Body::Empty, 400, INVALID, rf),
@@ -302,9 +414,33 @@ async fn bad_input_is_refused_with_the_documented_error_and_changes_nothing() {
         row("resource truncated UTF-8", "POST", format!("{locks}/a%C3"), Body::Empty, 400, INVALID, rf),
         row("resource empty (acquire)", "POST", format!("{locks}/"), Body::Empty, 400, INVALID, rf),
         row("resource empty (release)", "DELETE", format!("{locks}/?fence_token={t}"), Body::Empty, 400, INVALID, rf),
-        row("release resource leading space", "DELETE", format!("{locks}/%20held?fence_token={t}"), Body::Empty, 400, INVALID, rf),
-        row("release resource invalid UTF-8", "DELETE", format!("{locks}/%FF?fence_token={t}"), Body::Empty, 400, INVALID, rf),
-        row("release resource 256 bytes", "DELETE", format!("{locks}/{a256}?fence_token={t}"), Body::Empty, 400, INVALID, rf),
+        row(
+            "release resource leading space",
+            "DELETE",
+            format!("{locks}/%20held?fence_token={t}"),
+            Body::Empty,
+            400,
+            INVALID,
+            rf,
+        ),
+        row(
+            "release resource invalid UTF-8",
+            "DELETE",
+            format!("{locks}/%FF?fence_token={t}"),
+            Body::Empty,
+            400,
+            INVALID,
+            rf,
+        ),
+        row(
+            "release resource 256 bytes",
+            "DELETE",
+            format!("{locks}/{a256}?fence_token={t}"),
+            Body::Empty,
+            400,
+            INVALID,
+            rf,
+        ),
         row("admin lock empty", "GET", "/admin/locks/", Body::Empty, 400, INVALID, rf),
         row("admin lock invalid UTF-8", "GET", "/admin/locks/%FF", Body::Empty, 400, INVALID, rf),
         row("admin lock trailing space", "GET", "/admin/locks/held%20", Body::Empty, 400, INVALID, rf),
@@ -316,7 +452,15 @@ async fn bad_input_is_refused_with_the_documented_error_and_changes_nothing() {
         row("session locks ?stale=yes", "GET", format!("{locks}?stale=yes"), Body::Empty, 400, INVALID, sf),
         row("admin lock ?stale=2", "GET", "/admin/locks/held?stale=2", Body::Empty, 400, INVALID, sf),
         // Other bodies that are too large.
-        row("oversized keepalive", "POST", format!("/sessions/{live}/keepalive"), oversized("x", json!(1)), 413, TOO_LARGE, None),
+        row(
+            "oversized keepalive",
+            "POST",
+            format!("/sessions/{live}/keepalive"),
+            oversized("x", json!(1)),
+            413,
+            TOO_LARGE,
+            None,
+        ),
         row("oversized cleanup", "POST", "/admin/cleanup", oversized("x", json!(1)), 413, TOO_LARGE, None),
         // Wrong methods on known routes.
         row("PUT /sessions", "PUT", s, Body::Empty, 405, NO_METHOD, None),
@@ -372,17 +516,34 @@ async fn bad_input_is_refused_with_the_documented_error_and_changes_nothing() {
         let wrong = check(row, &r);
         if !wrong.is_empty() {
             let shown: String = r.text.chars().take(300).collect();
-            failures.push(format!("{} ({} {}): {}\n    got: {shown}", row.what, row.method, row.path, wrong.join("; ")));
+            failures.push(format!(
+                "{} ({} {}): {}\n    got: {shown}",
+                row.what,
+                row.method,
+                row.path,
+                wrong.join("; ")
+            ));
         }
     }
     assert!(rows.len() >= 45, "{} rows", rows.len());
-    assert!(failures.is_empty(), "{} of {} rows answered wrongly:\n  {}", failures.len(), rows.len(), failures.join("\n  "));
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows answered wrongly:\n  {}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n  ")
+    );
 
     // Nothing of that changed any state.
     let stats_after = call("GET", &format!("{base}/admin/stats"), None).await;
     assert_eq!(stats_after.text, stats_before.text, "bad input changed the state");
     let lock = call("GET", &format!("{base}/admin/locks/held"), None).await;
-    assert_eq!((lock.body["session_id"].clone(), lock.body["fence_token"].clone()), (json!(live), json!(t)), "{}", lock.text);
+    assert_eq!(
+        (lock.body["session_id"].clone(), lock.body["fence_token"].clone()),
+        (json!(live), json!(t)),
+        "{}",
+        lock.text
+    );
     let session = call("GET", &format!("{base}/sessions/{live}"), None).await;
     assert_eq!(session.body["locks_held"], json!(["held"]), "{}", session.text);
 }

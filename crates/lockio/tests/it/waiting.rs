@@ -37,7 +37,8 @@ async fn queue_becomes(base: &str, resource: &str, want: &[&String]) {
 }
 
 async fn release(base: &str, session: &str, resource: &str, token: u64) {
-    let r = call("DELETE", &format!("{base}/sessions/{session}/locks/{resource}"), Some(json!({"fence_token": token}))).await;
+    let r = call("DELETE", &format!("{base}/sessions/{session}/locks/{resource}"), Some(json!({"fence_token": token})))
+        .await;
     assert_eq!(r.status, 200, "release: {}", r.text);
 }
 
@@ -63,7 +64,8 @@ async fn waiters_get_the_lock_in_arrival_order_through_any_node() {
     let followers: Vec<u64> = cluster.running().into_iter().filter(|id| *id != leader).collect();
     let (lb, f1, f2) = (cluster.base(leader), cluster.base(followers[0]), cluster.base(followers[1]));
     let holder = create_session(&lb, "holder", 60).await;
-    let waiters: Vec<String> = futures_util::future::join_all(["w1", "w2", "w3"].map(|c| create_session(&f1, c, 60))).await;
+    let waiters: Vec<String> =
+        futures_util::future::join_all(["w1", "w2", "w3"].map(|c| create_session(&f1, c, 60))).await;
     let token = take(&lb, &holder, "fifo").await;
 
     // Each joins through a different node, after the one before is queued.
@@ -82,7 +84,12 @@ async fn waiters_get_the_lock_in_arrival_order_through_any_node() {
     // Nobody jumps the queue: a try-lock is refused and told how many wait.
     let latecomer = create_session(&lb, "latecomer", 60).await;
     let r = call("POST", &format!("{f2}/sessions/{latecomer}/locks/fifo"), None).await;
-    assert_eq!((r.status, r.body["code"].clone(), r.body["queue_length"].clone()), (409, json!("LOCK_HELD"), json!(3)), "{}", r.text);
+    assert_eq!(
+        (r.status, r.body["code"].clone(), r.body["queue_length"].clone()),
+        (409, json!("LOCK_HELD"), json!(3)),
+        "{}",
+        r.text
+    );
 
     // Each release hands the lock to the next in line, with the next token.
     let mut last = token;
@@ -174,7 +181,12 @@ async fn a_wait_ends_at_its_deadline_or_with_its_session() {
     queue_becomes(&lb, "busy", &[&doomed]).await;
     assert_eq!(call("DELETE", &format!("{lb}/sessions/{doomed}"), None).await.status, 200);
     let r = waiting.await.unwrap();
-    assert_eq!((r.status, r.body["code"].clone(), r.body["acquired"].clone()), (404, json!("SESSION_NOT_FOUND"), json!(false)), "{}", r.text);
+    assert_eq!(
+        (r.status, r.body["code"].clone(), r.body["acquired"].clone()),
+        (404, json!("SESSION_NOT_FOUND"), json!(false)),
+        "{}",
+        r.text
+    );
     assert_eq!(queue(&lb, "busy").await, Vec::<String>::new());
 
     // Expired while waiting (a wait is not a keepalive): 410 SESSION_EXPIRED.
@@ -259,14 +271,21 @@ async fn lock_delay_holds_an_expired_holders_locks_back_but_not_a_released_or_de
     let retry_after: u64 = refusal.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=3).contains(&retry_after), "Retry-After {retry_after}");
     let status = lock_status(&base, "delayed").await;
-    assert_eq!((status["locked"].clone(), status["delayed_until"].clone()), (json!(false), json!(available_at)), "{status}");
+    assert_eq!(
+        (status["locked"].clone(), status["delayed_until"].clone()),
+        (json!(false), json!(available_at)),
+        "{status}"
+    );
     assert_eq!(status["queue_length"], 1, "{status}");
 
     // When the delay ends, the head of the queue gets the lock.
     let answer = waiting.await.unwrap();
     assert_eq!(granted(&answer, &waiter), token + 1);
     let status = lock_status(&base, "delayed").await;
-    assert!(status["acquired_at"].as_f64().unwrap() >= available_at, "granted no earlier than {available_at}: {status}");
+    assert!(
+        status["acquired_at"].as_f64().unwrap() >= available_at,
+        "granted no earlier than {available_at}: {status}"
+    );
 
     // A release and a delete free the lock at once, whatever the lock_delay.
     let tidy = create("tidy", 60, 30).await;
@@ -307,7 +326,12 @@ async fn a_queue_takes_ten_thousand_waiters_and_refuses_one_more() {
     }
     let r = call("POST", &format!("{base}/sessions/{extra}/locks/crowded"), Some(json!({"wait": 5}))).await;
     assert_eq!((r.status, r.body["code"].clone()), (409, json!("QUEUE_FULL")), "{}", r.text);
-    assert_eq!((r.body["queue_length"].clone(), r.body["acquired"].clone()), (json!(10_000), json!(false)), "{}", r.text);
+    assert_eq!(
+        (r.body["queue_length"].clone(), r.body["acquired"].clone()),
+        (json!(10_000), json!(false)),
+        "{}",
+        r.text
+    );
     let s = call("GET", &format!("{base}/sessions/{extra}"), None).await;
     assert_eq!(s.body["waiting_for"], json!([]), "the refused session is not queued: {}", s.text);
     for handle in open {

@@ -65,7 +65,8 @@ impl Cluster {
                     child: None,
                 })
                 .collect();
-            let peers = nodes.iter().map(|n| format!("{}=127.0.0.1:{}", n.id, n.raft_port)).collect::<Vec<_>>().join(",");
+            let peers =
+                nodes.iter().map(|n| format!("{}=127.0.0.1:{}", n.id, n.raft_port)).collect::<Vec<_>>().join(",");
             let mut cluster = Cluster { _dir: dir, nodes, peers, extra: extra.iter().map(|s| s.to_string()).collect() };
             for id in 1..=n {
                 cluster.spawn(id);

@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{ClientId, FenceToken, InvalidValue, LockDelay, Mode, Resource, SessionId, Timeout, UnixMillis};
+use crate::types::{
+    ClientId, FenceToken, InvalidValue, Limit, LockDelay, LockValue, Mode, Resource, SessionId, Timeout, UnixMillis,
+};
 
 /// One replicated change to the lock state. Every variant carries `now`, the leader's
 /// wall-clock time when it proposed the command.
@@ -32,11 +34,21 @@ pub enum Command {
     RecordKeepalives { keepalives: Vec<(SessionId, UnixMillis)>, now: UnixMillis },
     // The variants below came with waiting and lock-delay. They are appended, never inserted,
     // so that a log written by an earlier release still decodes (postcard numbers variants).
-    /// Acquire-or-wait: grants `resource` now if nobody is ahead (as `Acquire`), otherwise
-    /// puts the session at the end of the resource's queue until `deadline` (leader time). The
-    /// same session asking again while queued keeps its place; the deadline moves to the later
-    /// of the two. A `deadline` that is not after `now` makes it a try-lock.
-    Wait { session_id: SessionId, resource: Resource, mode: Mode, deadline: UnixMillis, now: UnixMillis },
+    /// Acquire-or-wait: grants `resource` in `mode` now if nobody is ahead and the holders
+    /// allow it (as `Acquire` does for an exclusive lock), otherwise puts the session at the end
+    /// of the resource's queue until `deadline` (leader time). The same session asking again
+    /// while queued keeps its place; the deadline moves to the later of the two. A `deadline`
+    /// that is not after `now` makes it a try-lock. `limit` (shared only) caps the shared
+    /// holders; `value` is stored with the grant.
+    Wait {
+        session_id: SessionId,
+        resource: Resource,
+        mode: Mode,
+        limit: Option<Limit>,
+        value: Option<LockValue>,
+        deadline: UnixMillis,
+        now: UnixMillis,
+    },
     /// Takes the session out of the resource's queue (the client went away).
     CancelWait { session_id: SessionId, resource: Resource, now: UnixMillis },
     /// The leader's timer: every waiter whose deadline is at or before `now` leaves its queue,
@@ -121,13 +133,16 @@ impl Command {
     }
 }
 
-/// A lock granted to a session.
+/// A lock granted to a session (one holder's grant: a shared lock has several).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     pub resource: Resource,
     pub session_id: SessionId,
     pub fence_token: FenceToken,
     pub acquired_at: UnixMillis,
+    pub mode: Mode,
+    /// What the holder stored with it.
+    pub value: Option<LockValue>,
 }
 
 /// A session the command expired, with the grants that ended with it.
@@ -232,12 +247,11 @@ pub enum Effect {
         client_id: ClientId,
         released: Vec<Grant>,
     },
-    /// A new grant. `queued`: handed over from the queue (then `waited_ms` is how long the
-    /// session waited); otherwise granted on request.
+    /// A new grant (its mode and value are in the grant). `queued`: handed over from the queue
+    /// (then `waited_ms` is how long the session waited); otherwise granted on request.
     LockAcquired {
         grant: Grant,
         client_id: ClientId,
-        mode: Mode,
         queued: bool,
         waited_ms: u64,
     },
@@ -266,10 +280,15 @@ pub enum Effect {
 }
 
 /// A session in a resource's queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waiter {
     pub session_id: SessionId,
     pub mode: Mode,
+    /// Shared only: the resource's limit this waiter agreed to (the same for every shared
+    /// waiter and holder at a time).
+    pub limit: Option<Limit>,
+    /// Stored with the grant when it comes.
+    pub value: Option<LockValue>,
     /// When it joined the queue.
     pub since: UnixMillis,
     /// When it stops waiting without the lock.
@@ -286,15 +305,21 @@ pub enum DomainError {
     SessionExpired {
         session_id: SessionId,
     },
-    /// Another session holds the resource; `queue_length` sessions wait for it.
+    /// Others hold the resource (or a semaphore is full); `holder` is the exclusive holder or
+    /// the oldest shared one, `holders_count` how many hold it, `queue_length` how many wait.
     LockHeld {
         resource: Resource,
         holder: SessionId,
         holder_client: ClientId,
         fence_token: FenceToken,
         since: UnixMillis,
+        holders_count: u64,
         queue_length: u64,
     },
+    /// The session holds or waits for the resource in the other mode (no upgrade or downgrade).
+    ModeConflict { session_id: SessionId, resource: Resource, held: Mode },
+    /// A shared request named a limit other than the resource's current one (`None`: no limit).
+    LimitMismatch { resource: Resource, limit: Option<Limit> },
     /// The resource is free but under lock-delay (its holder's session expired) until `until`.
     LockDelayed {
         resource: Resource,

@@ -20,16 +20,17 @@
 //! it to the head of the queue in the same step. `LockState::apply_traced` also reports what
 //! happened, in order (`Effect`), for the event stream and the leader's open waits.
 //!
-//! Left out for now, with room kept: shared locks and semaphores (`Mode`), watches, and a "is
-//! this fence token still current" check. Each is a new `Command` or read method over the same
-//! maps.
+//! A resource is held by one exclusive holder or by shared holders (readers, or up to a limit:
+//! a counting semaphore), each grant with its own fence token and an optional value; one queue
+//! per resource serves both modes in arrival order.
 
 mod command;
 mod state;
 mod types;
 
 pub use command::{Applied, Command, DomainError, Effect, ExpiredSession, Grant, Outcome, WaitEnd, Waiter};
-pub use state::{Lock, LockState, Session, SessionStatus, SnapshotError, Stats, EXPIRED_RETENTION, MAX_WAITERS};
+pub use state::{Hold, Lock, LockState, Session, SessionStatus, SnapshotError, Stats, EXPIRED_RETENTION, MAX_WAITERS};
 pub use types::{
-    ClientId, FenceToken, InvalidValue, LockDelay, Mode, Resource, SessionId, Timeout, UnixMillis, WaitSecs,
+    ClientId, FenceToken, InvalidValue, Limit, LockDelay, LockValue, Mode, Resource, SessionId, Timeout, UnixMillis,
+    WaitSecs,
 };

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Applied, Command, DomainError, Effect, ExpiredSession, Grant, Outcome, WaitEnd, Waiter};
-use crate::types::{ClientId, FenceToken, LockDelay, Mode, Resource, SessionId, Timeout, UnixMillis};
+use crate::types::{ClientId, FenceToken, Limit, LockDelay, LockValue, Mode, Resource, SessionId, Timeout, UnixMillis};
 
 /// How long an expired session stays visible (`is_expired: true`) before a sweep forgets it.
 pub const EXPIRED_RETENTION: u64 = 60 * 60 * 1000;
@@ -55,12 +55,55 @@ impl Session {
     }
 }
 
-/// A held lock.
+/// One holder's grant of a resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lock {
-    pub holder: SessionId,
+pub struct Hold {
     pub fence_token: FenceToken,
     pub acquired_at: UnixMillis,
+    pub value: Option<LockValue>,
+}
+
+/// A held resource: one exclusive holder, or shared holders (at most `limit` of them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    pub mode: Mode,
+    /// Shared only: the most holders at once (`None`: no limit).
+    pub limit: Option<Limit>,
+    pub holders: BTreeMap<SessionId, Hold>,
+}
+
+impl Lock {
+    /// One holder's grant.
+    pub fn grant(&self, resource: &Resource, session_id: SessionId) -> Option<Grant> {
+        let hold = self.holders.get(&session_id)?;
+        Some(Grant {
+            resource: resource.clone(),
+            session_id,
+            fence_token: hold.fence_token,
+            acquired_at: hold.acquired_at,
+            mode: self.mode,
+            value: hold.value.clone(),
+        })
+    }
+
+    /// Every holder's grant, oldest (lowest token) first.
+    pub fn grants(&self, resource: &Resource) -> Vec<Grant> {
+        let mut grants: Vec<Grant> = self.holders.keys().filter_map(|id| self.grant(resource, *id)).collect();
+        grants.sort_by_key(|g| g.fence_token);
+        grants
+    }
+
+    /// The exclusive holder, or the oldest shared one.
+    pub fn oldest(&self) -> Option<(SessionId, &Hold)> {
+        self.holders.iter().min_by_key(|(_, h)| h.fence_token).map(|(id, h)| (*id, h))
+    }
+
+    /// Whether a new holder in `mode` fits beside the current ones.
+    fn admits(&self, mode: Mode) -> bool {
+        self.mode == Mode::Shared
+            && mode == Mode::Shared
+            && self.limit.is_none_or(|limit| (self.holders.len() as u64) < limit.get())
+    }
 }
 
 /// Counts for `/admin/stats`.
@@ -68,6 +111,7 @@ pub struct Lock {
 pub struct Stats {
     pub active_sessions: u64,
     pub expired_sessions: u64,
+    /// Grants held: one per exclusive lock, one per holder of a shared one.
     pub total_locks: u64,
     pub fence_counter: u64,
     /// Sessions waiting in queues, over all resources.
@@ -132,14 +176,22 @@ struct SnapshotOwned {
     delays: BTreeMap<Resource, UnixMillis>,
 }
 
-/// Version 1 (before waiting and lock-delay): no queues, no delays, sessions without
-/// `lock_delay`. Still read, so a node upgraded in place restores its old snapshot.
+/// Version 1 (before waiting, lock-delay and shared locks): no queues, no delays, sessions
+/// without `lock_delay`, one exclusive holder per lock. Still read, so a node upgraded in place
+/// restores its old snapshot.
 #[derive(Deserialize)]
 struct SnapshotV1 {
     sessions: BTreeMap<SessionId, SessionV1>,
-    locks: BTreeMap<Resource, Lock>,
+    locks: BTreeMap<Resource, LockV1>,
     fence_counter: u64,
     clock: UnixMillis,
+}
+
+#[derive(Deserialize)]
+struct LockV1 {
+    holder: SessionId,
+    fence_token: FenceToken,
+    acquired_at: UnixMillis,
 }
 
 #[derive(Deserialize)]
@@ -185,10 +237,10 @@ impl LockState {
             }
             Command::DeleteSession { session_id, .. } => self.delete_session(session_id, now, effects),
             Command::Acquire { session_id, resource, .. } => {
-                self.wait(session_id, resource, Mode::Exclusive, now, now, effects)
+                self.wait(session_id, resource, Mode::Exclusive, None, None, now, now, effects)
             }
-            Command::Wait { session_id, resource, mode, deadline, .. } => {
-                self.wait(session_id, resource, mode, deadline, now, effects)
+            Command::Wait { session_id, resource, mode, limit, value, deadline, .. } => {
+                self.wait(session_id, resource, mode, limit, value, deadline, now, effects)
             }
             Command::CancelWait { session_id, resource, .. } => self.cancel_wait(session_id, resource, now, effects),
             Command::Release { session_id, resource, fence_token, .. } => {
@@ -257,48 +309,60 @@ impl LockState {
         let client_id = session.client_id.clone();
         self.end_waits(session_id, now, effects);
         let held = self.sessions.get(&session_id).map(|s| s.locks.clone()).unwrap_or_default();
+        let freed: Vec<Option<DomainError>> = held.iter().map(|r| self.refusal_of_holders(r)).collect();
         let released = self.release_all(session_id, &held);
         self.sessions.remove(&session_id);
-        effects.push(Effect::SessionDeleted { session_id, client_id: client_id.clone(), released: released.clone() });
-        for grant in &released {
-            self.hand_off(&grant.resource, now, self.held_by(grant, &client_id), effects);
+        effects.push(Effect::SessionDeleted { session_id, client_id, released: released.clone() });
+        for (grant, freed_from) in released.iter().zip(freed) {
+            self.hand_off(&grant.resource, now, freed_from, effects);
         }
         Ok(Applied::SessionDeleted { session_id, released })
     }
 
-    /// Try-lock (`deadline` not after `now`) or acquire-or-queue.
+    /// Try-lock (`deadline` not after `now`) or acquire-or-queue, in either mode.
+    #[allow(clippy::too_many_arguments)]
     fn wait(
         &mut self,
         session_id: SessionId,
         resource: Resource,
         mode: Mode,
+        limit: Option<Limit>,
+        value: Option<LockValue>,
         deadline: UnixMillis,
         now: UnixMillis,
         effects: &mut Vec<Effect>,
     ) -> Outcome {
         let session = self.live_session(&session_id)?;
         let client_id = session.client_id.clone();
-        if let Some(lock) = self.locks.get(&resource).filter(|l| l.holder == session_id) {
-            // Held by this very session: the same grant again.
-            let grant = Grant { resource, session_id, fence_token: lock.fence_token, acquired_at: lock.acquired_at };
-            return Ok(Applied::Acquired { grant, fresh: false });
+        if let Some(lock) = self.locks.get(&resource) {
+            if let Some(grant) = lock.grant(&resource, session_id) {
+                if lock.mode != mode {
+                    return Err(DomainError::ModeConflict { session_id, resource, held: lock.mode });
+                }
+                // Held by this very session: the same grant again (with its first value).
+                return Ok(Applied::Acquired { grant, fresh: false });
+            }
         }
         if session.waiting.contains(&resource) {
+            let queued = self.queue(&resource).find(|w| w.session_id == session_id).map(|w| (w.mode, w.deadline));
+            if let Some((held, _)) = queued.filter(|(m, _)| *m != mode) {
+                return Err(DomainError::ModeConflict { session_id, resource, held });
+            }
             // A try-lock from a queued session is refused like anyone's and leaves its place
             // alone; a wait keeps the place, unless that wait's deadline has passed already
             // (the leader's tick has not removed it yet): that wait is over, and this is a new one.
             match self.unavailable(&resource, now) {
                 Some(blocked) if deadline <= now => return Err(blocked),
-                _ if self.queued_until(session_id, &resource).is_some_and(|d| d <= now) => {
+                _ if queued.is_some_and(|(_, d)| d <= now) => {
                     self.leave_queue(session_id, &resource, WaitEnd::Timeout, now, effects);
                 }
                 _ => return Ok(self.rejoin(session_id, client_id, resource, deadline, effects)),
             }
         }
-        let Some(blocked) = self.unavailable(&resource, now) else {
-            self.end_delay(&resource);
-            let grant = self.grant(session_id, resource, now);
-            effects.push(Effect::LockAcquired { grant: grant.clone(), client_id, mode, queued: false, waited_ms: 0 });
+        let limit = self.shared_limit(&resource, mode, limit)?;
+        let Some(blocked) = self.blocked(&resource, mode, now) else {
+            let grant = self.grant(session_id, resource, mode, limit, value, now);
+            effects.push(Effect::LockAcquired { grant: grant.clone(), client_id, queued: false, waited_ms: 0 });
             return Ok(Applied::Acquired { grant, fresh: true });
         };
         if deadline <= now {
@@ -309,8 +373,8 @@ impl LockState {
             let queue_length = queue.len() as u64;
             return Err(DomainError::QueueFull { resource, queue_length });
         }
-        let waiter = Waiter { session_id, mode, since: now, deadline };
-        queue.push_back(waiter);
+        let waiter = Waiter { session_id, mode, limit, value, since: now, deadline };
+        queue.push_back(waiter.clone());
         let position = queue.len() as u64;
         self.deadlines.insert((deadline, resource.clone(), session_id));
         if let Some(session) = self.sessions.get_mut(&session_id) {
@@ -341,7 +405,7 @@ impl LockState {
         let old = waiter.deadline;
         if deadline > old {
             waiter.deadline = deadline;
-            let waiter = *waiter;
+            let waiter = waiter.clone();
             self.deadlines.remove(&(old, resource.clone(), session_id));
             self.deadlines.insert((deadline, resource.clone(), session_id));
             effects.push(Effect::LockWaiting { resource: resource.clone(), session_id, client_id, waiter, position });
@@ -349,13 +413,7 @@ impl LockState {
         Applied::Queued { resource, session_id, position, deadline: deadline.max(old), fresh: false }
     }
 
-    fn cancel_wait(
-        &mut self,
-        session_id: SessionId,
-        resource: Resource,
-        now: UnixMillis,
-        effects: &mut Vec<Effect>,
-    ) -> Outcome {
+    fn cancel_wait(&mut self, session_id: SessionId, resource: Resource, now: UnixMillis, effects: &mut Vec<Effect>) -> Outcome {
         let session = match self.sessions.get(&session_id) {
             None => return Err(DomainError::SessionNotFound { session_id }),
             Some(s) => s,
@@ -376,36 +434,24 @@ impl LockState {
         effects: &mut Vec<Effect>,
     ) -> Outcome {
         let client_id = self.live_session(&session_id)?.client_id.clone();
-        let held = match self.locks.get(&resource) {
-            Some(lock) if lock.holder == session_id => lock.fence_token,
-            _ => return Err(DomainError::LockNotHeld { session_id, resource }),
-        };
-        if held != presented {
-            return Err(DomainError::FenceTokenMismatch { session_id, resource, held, presented });
-        }
-        let Some(lock) = self.locks.remove(&resource) else {
+        let Some(grant) = self.locks.get(&resource).and_then(|l| l.grant(&resource, session_id)) else {
             return Err(DomainError::LockNotHeld { session_id, resource });
         };
-        if let Some(session) = self.sessions.get_mut(&session_id) {
-            session.locks.remove(&resource);
+        if grant.fence_token != presented {
+            return Err(DomainError::FenceTokenMismatch { session_id, resource, held: grant.fence_token, presented });
         }
-        let grant = Grant { resource, session_id, fence_token: lock.fence_token, acquired_at: lock.acquired_at };
-        let freed_from = self.held_by(&grant, &client_id);
+        let freed_from = self.refusal_of_holders(&resource);
+        self.release_all(session_id, &BTreeSet::from([resource]));
         effects.push(Effect::LockReleased { grant: grant.clone(), client_id });
         self.hand_off(&grant.resource, now, freed_from, effects);
         Ok(Applied::Released { grant })
     }
 
     /// Expires each listed session that is still live; unknown or already expired ids are
-    /// skipped (the sweep that listed them may have raced a delete). Its waits end, its locks
-    /// are released, and each lock goes to the head of its queue now or, with a lock-delay,
-    /// when the delay ends.
-    fn expire_all(
-        &mut self,
-        session_ids: &[SessionId],
-        now: UnixMillis,
-        effects: &mut Vec<Effect>,
-    ) -> Vec<ExpiredSession> {
+    /// skipped (the sweep that listed them may have raced a delete). Its waits end, its grants
+    /// are released, and each resource goes to the head of its queue now or, with a lock-delay
+    /// and no holder left, when the delay ends.
+    fn expire_all(&mut self, session_ids: &[SessionId], now: UnixMillis, effects: &mut Vec<Effect>) -> Vec<ExpiredSession> {
         let mut expired = Vec::new();
         for &session_id in session_ids {
             let Some(session) = self.sessions.get(&session_id) else { continue };
@@ -418,19 +464,17 @@ impl LockState {
             session.status = SessionStatus::Expired { at: now };
             let held = std::mem::take(&mut session.locks);
             self.expired_index.insert((now, session_id));
+            let freed: Vec<Option<DomainError>> = held.iter().map(|r| self.refusal_of_holders(r)).collect();
             let released = self.release_all(session_id, &held);
-            effects.push(Effect::SessionExpired {
-                session_id,
-                client_id: client_id.clone(),
-                released: released.clone(),
-            });
-            for grant in &released {
-                if lock_delay == LockDelay::NONE {
-                    self.hand_off(&grant.resource, now, self.held_by(grant, &client_id), effects);
+            effects.push(Effect::SessionExpired { session_id, client_id, released: released.clone() });
+            for (grant, freed_from) in released.iter().zip(freed) {
+                let resource = &grant.resource;
+                if lock_delay == LockDelay::NONE || self.locks.contains_key(resource) {
+                    self.hand_off(resource, now, freed_from, effects);
                 } else {
                     let until = now.saturating_add_millis(lock_delay.millis());
-                    self.delays.insert(grant.resource.clone(), until);
-                    self.delay_ends.insert((until, grant.resource.clone()));
+                    self.delays.insert(resource.clone(), until);
+                    self.delay_ends.insert((until, resource.clone()));
                 }
             }
             expired.push(ExpiredSession { session_id, released });
@@ -455,14 +499,9 @@ impl LockState {
                 break;
             }
             self.end_delay(&resource);
-            let delayed = DomainError::LockDelayed {
-                resource: resource.clone(),
-                until,
-                queue_length: self.queue_len(&resource) as u64,
-            };
-            if self.hand_off(&resource, now, Some(delayed), effects) {
-                handed_off += 1;
-            }
+            let queue_length = self.queue_len(&resource) as u64;
+            let delayed = DomainError::LockDelayed { resource: resource.clone(), until, queue_length };
+            handed_off += self.hand_off(&resource, now, Some(delayed), effects);
         }
         Applied::Ticked { timed_out, handed_off }
     }
@@ -497,83 +536,117 @@ impl LockState {
         removed
     }
 
+    /// Takes the session's grants of `held` away (a resource with no holder left is free).
     fn release_all(&mut self, session_id: SessionId, held: &BTreeSet<Resource>) -> Vec<Grant> {
-        held.iter()
-            .filter_map(|resource| {
-                let lock = self.locks.remove(resource)?;
-                Some(Grant {
-                    resource: resource.clone(),
-                    session_id,
-                    fence_token: lock.fence_token,
-                    acquired_at: lock.acquired_at,
-                })
-            })
-            .collect()
+        let mut released = Vec::new();
+        for resource in held {
+            let Some(lock) = self.locks.get_mut(resource) else { continue };
+            let Some(grant) = lock.grant(resource, session_id) else { continue };
+            lock.holders.remove(&session_id);
+            if lock.holders.is_empty() {
+                self.locks.remove(resource);
+            }
+            released.push(grant);
+        }
+        if let Some(session) = self.sessions.get_mut(&session_id) {
+            for resource in held {
+                session.locks.remove(resource);
+            }
+        }
+        released
     }
 
-    /// A new grant of a free resource to a live session, with the next fence token.
-    fn grant(&mut self, session_id: SessionId, resource: Resource, now: UnixMillis) -> Grant {
+    /// A new grant, with the next fence token, to a live session that may have it now.
+    fn grant(
+        &mut self,
+        session_id: SessionId,
+        resource: Resource,
+        mode: Mode,
+        limit: Option<Limit>,
+        value: Option<LockValue>,
+        now: UnixMillis,
+    ) -> Grant {
+        self.end_delay(&resource);
         self.fence_counter += 1;
         let fence_token = FenceToken(self.fence_counter);
-        self.locks.insert(resource.clone(), Lock { holder: session_id, fence_token, acquired_at: now });
+        let lock = self.locks.entry(resource.clone()).or_insert_with(|| Lock { mode, limit, holders: BTreeMap::new() });
+        lock.holders.insert(session_id, Hold { fence_token, acquired_at: now, value: value.clone() });
         if let Some(session) = self.sessions.get_mut(&session_id) {
             session.locks.insert(resource.clone());
         }
-        Grant { resource, session_id, fence_token, acquired_at: now }
+        Grant { resource, session_id, fence_token, acquired_at: now, mode, value }
     }
 
-    /// Gives a resource that just became free (and is not delayed) to the first waiter whose
-    /// deadline has not passed; waiters past their deadline that are in the way leave the
-    /// queue. `freed_from` is what held it until now, which is what a waiter that timed out
-    /// was waiting behind. Returns whether someone got it.
+    /// Lets the head of the queue in while it fits: an exclusive waiter if nobody holds the
+    /// resource, and a run of shared waiters while the holders are shared and under the limit.
+    /// Waiters past their deadline (or whose session ended) that are in the way leave the queue.
+    /// `freed_from` is what held the resource until now, what a waiter that timed out at this
+    /// moment was waiting behind. Returns how many were granted. Nothing while under lock-delay.
     fn hand_off(
         &mut self,
         resource: &Resource,
         now: UnixMillis,
         freed_from: Option<DomainError>,
         effects: &mut Vec<Effect>,
-    ) -> bool {
+    ) -> u64 {
+        if self.delays.contains_key(resource) {
+            return 0;
+        }
         let mark = effects.len();
-        let mut granted = false;
-        while let Some(waiter) = self.queues.get_mut(resource).and_then(VecDeque::pop_front) {
-            self.deadlines.remove(&(waiter.deadline, resource.clone(), waiter.session_id));
-            let Some(session) = self.sessions.get_mut(&waiter.session_id) else { continue };
-            session.waiting.remove(resource);
-            let client_id = session.client_id.clone();
-            if waiter.deadline <= now || session.is_expired() {
-                let reason = if session.is_expired() { WaitEnd::SessionEnded } else { WaitEnd::Timeout };
+        let mut granted = 0;
+        while let Some(head) = self.queues.get(resource).and_then(VecDeque::front).cloned() {
+            let overdue = head.deadline <= now;
+            let ended = self.sessions.get(&head.session_id).is_none_or(Session::is_expired);
+            let fits = self.locks.get(resource).is_none_or(|lock| lock.admits(head.mode));
+            if !overdue && !ended && !fits {
+                break;
+            }
+            if let Some(queue) = self.queues.get_mut(resource) {
+                queue.pop_front();
+            }
+            self.deadlines.remove(&(head.deadline, resource.clone(), head.session_id));
+            let client_id = match self.sessions.get_mut(&head.session_id) {
+                Some(session) => {
+                    session.waiting.remove(resource);
+                    session.client_id.clone()
+                }
+                None => ClientId::new("unknown").expect("valid literal"),
+            };
+            let waited_ms = waited(head.since, now);
+            if overdue || ended {
+                let reason = if ended { WaitEnd::SessionEnded } else { WaitEnd::Timeout };
                 effects.push(Effect::LockWaitEnded {
                     resource: resource.clone(),
-                    session_id: waiter.session_id,
+                    session_id: head.session_id,
                     client_id,
                     reason,
-                    waited_ms: waited(waiter.since, now),
+                    waited_ms,
                     blocked_by: None,
                 });
                 continue;
             }
-            let grant = self.grant(waiter.session_id, resource.clone(), now);
-            let waited_ms = waited(waiter.since, now);
-            effects.push(Effect::LockAcquired { grant, client_id, mode: waiter.mode, queued: true, waited_ms });
-            granted = true;
-            break;
+            let grant = self.grant(head.session_id, resource.clone(), head.mode, head.limit, head.value, now);
+            effects.push(Effect::LockAcquired { grant, client_id, queued: true, waited_ms });
+            granted += 1;
+            if head.mode == Mode::Exclusive {
+                break;
+            }
         }
         if self.queues.get(resource).is_some_and(VecDeque::is_empty) {
             self.queues.remove(resource);
         }
-        self.explain_timeouts(resource, freed_from, &mut effects[mark..]);
+        // A wait that timed out as the resource changed hands waited behind what held it.
+        let why = freed_from.or_else(|| self.unavailable(resource, now));
+        for effect in &mut effects[mark..] {
+            if let Effect::LockWaitEnded { reason: WaitEnd::Timeout, blocked_by, .. } = effect {
+                blocked_by.clone_from(&why);
+            }
+        }
         granted
     }
 
-    /// Takes one session out of one queue, saying why.
-    fn leave_queue(
-        &mut self,
-        session_id: SessionId,
-        resource: &Resource,
-        reason: WaitEnd,
-        now: UnixMillis,
-        effects: &mut Vec<Effect>,
-    ) {
+    /// Takes one session out of one queue, saying why; whoever is then at the head may fit now.
+    fn leave_queue(&mut self, session_id: SessionId, resource: &Resource, reason: WaitEnd, now: UnixMillis, effects: &mut Vec<Effect>) {
         let Some(queue) = self.queues.get_mut(resource) else { return };
         let Some(index) = queue.iter().position(|w| w.session_id == session_id) else { return };
         let Some(waiter) = queue.remove(index) else { return };
@@ -594,22 +667,13 @@ impl LockState {
             // the way until now).
             _ => self.unavailable(resource, now).or_else(|| {
                 let until = self.delayed_until(resource)?;
-                Some(DomainError::LockDelayed {
-                    resource: resource.clone(),
-                    until,
-                    queue_length: self.queue_len(resource) as u64,
-                })
+                Some(DomainError::LockDelayed { resource: resource.clone(), until, queue_length: self.queue_len(resource) as u64 })
             }),
         };
         let waited_ms = waited(waiter.since, now);
-        effects.push(Effect::LockWaitEnded {
-            resource: resource.clone(),
-            session_id,
-            client_id,
-            reason,
-            waited_ms,
-            blocked_by,
-        });
+        effects.push(Effect::LockWaitEnded { resource: resource.clone(), session_id, client_id, reason, waited_ms, blocked_by });
+        // An exclusive waiter that left may have been all that kept shared ones behind it out.
+        self.hand_off(resource, now, None, effects);
     }
 
     /// Ends every wait of a session that is going away.
@@ -626,33 +690,49 @@ impl LockState {
         }
     }
 
-    /// Fills in, for the waits that just timed out on `resource` while it was being handed on,
-    /// what stood in their way: what held it until then.
-    fn explain_timeouts(&self, resource: &Resource, freed_from: Option<DomainError>, effects: &mut [Effect]) {
-        for effect in effects {
-            if let Effect::LockWaitEnded { resource: r, reason: WaitEnd::Timeout, blocked_by, .. } = effect {
-                if r == resource {
-                    blocked_by.clone_from(&freed_from);
-                }
-            }
-        }
-    }
-
-    /// The refusal a waiter behind `grant` got, as that grant stood.
-    fn held_by(&self, grant: &Grant, holder_client: &ClientId) -> Option<DomainError> {
+    /// The refusal a newcomer gets from the resource's current holders, if it has any.
+    fn refusal_of_holders(&self, resource: &Resource) -> Option<DomainError> {
+        let lock = self.locks.get(resource)?;
+        let (holder, hold) = lock.oldest()?;
+        let holder_client = self.sessions.get(&holder).map(|s| s.client_id.clone());
         Some(DomainError::LockHeld {
-            resource: grant.resource.clone(),
-            holder: grant.session_id,
-            holder_client: holder_client.clone(),
-            fence_token: grant.fence_token,
-            since: grant.acquired_at,
-            queue_length: self.queue_len(&grant.resource) as u64,
+            resource: resource.clone(),
+            holder,
+            // Holders are live sessions (see `check_invariants`); the fallback keeps this a
+            // value rather than a panic even if that ever broke.
+            holder_client: holder_client.unwrap_or_else(|| ClientId::new("unknown").expect("valid literal")),
+            fence_token: hold.fence_token,
+            since: hold.acquired_at,
+            holders_count: lock.holders.len() as u64,
+            queue_length: self.queue_len(resource) as u64,
         })
     }
 
-    /// The deadline of the session's entry in `resource`'s queue, if it has one.
-    fn queued_until(&self, session_id: SessionId, resource: &Resource) -> Option<UnixMillis> {
-        self.queue(resource).find(|w| w.session_id == session_id).map(|w| w.deadline)
+    /// The limit a shared request runs under: the resource's, if it has shared holders or
+    /// waiters (a request naming another is refused), else the one it names (or none).
+    fn shared_limit(&self, resource: &Resource, mode: Mode, asked: Option<Limit>) -> Result<Option<Limit>, DomainError> {
+        if mode != Mode::Shared {
+            return Ok(None);
+        }
+        let holders = self.locks.get(resource).filter(|l| l.mode == Mode::Shared).map(|l| l.limit);
+        let current = holders.or_else(|| self.queue(resource).find(|w| w.mode == Mode::Shared).map(|w| w.limit));
+        match current {
+            None => Ok(asked),
+            Some(limit) if asked.is_none() || asked == limit => Ok(limit),
+            Some(limit) => Err(DomainError::LimitMismatch { resource: resource.clone(), limit }),
+        }
+    }
+
+    /// Why a newcomer cannot have `resource` in `mode` at `now`: someone is queued ahead, the
+    /// holders do not admit it, or a lock-delay (one that ended counts while waiters are
+    /// queued: the leader's next `Tick` lets the head in first).
+    fn blocked(&self, resource: &Resource, mode: Mode, now: UnixMillis) -> Option<DomainError> {
+        let fits = self.locks.get(resource).is_none_or(|lock| lock.admits(mode));
+        let delayed = self.delays.get(resource).is_some_and(|until| *until > now);
+        if fits && !delayed && self.queue_len(resource) == 0 {
+            return None;
+        }
+        self.unavailable(resource, now)
     }
 
     // ---- reads ----
@@ -662,38 +742,42 @@ impl LockState {
     /// Changes nothing: it lets the leader answer a try-lock that must fail from a
     /// linearizable read instead of the log, with exactly the refusal the command would give.
     pub fn acquire_refusal(&self, session_id: &SessionId, resource: &Resource, now: UnixMillis) -> Option<DomainError> {
-        if let Err(refusal) = self.live_session(session_id) {
-            return Some(refusal);
+        let now = self.clock.max(now);
+        let session = match self.live_session(session_id) {
+            Err(refusal) => return Some(refusal),
+            Ok(session) => session,
+        };
+        if let Some(lock) = self.locks.get(resource).filter(|l| l.holders.contains_key(session_id)) {
+            let conflict = DomainError::ModeConflict { session_id: *session_id, resource: resource.clone(), held: lock.mode };
+            return (lock.mode != Mode::Exclusive).then_some(conflict);
         }
-        if self.locks.get(resource).is_some_and(|l| l.holder == *session_id) {
-            return None;
+        if session.waiting.contains(resource) {
+            let queued = self.queue(resource).find(|w| w.session_id == *session_id).map(|w| w.mode);
+            if let Some(held) = queued.filter(|m| *m != Mode::Exclusive) {
+                return Some(DomainError::ModeConflict { session_id: *session_id, resource: resource.clone(), held });
+            }
+            return self.unavailable(resource, now);
         }
-        self.unavailable(resource, self.clock.max(now))
+        self.blocked(resource, Mode::Exclusive, now)
     }
 
-    /// Why nobody new can have `resource` at `now`: another holder, or a lock-delay (one that
-    /// ended counts while waiters are queued: the leader's next `Tick` lets the head in first).
+    /// What keeps a resource from a newcomer regardless of mode: its holders, or a lock-delay
+    /// (one that ended counts while waiters are queued: the leader's next `Tick` lets the head
+    /// in first).
     fn unavailable(&self, resource: &Resource, now: UnixMillis) -> Option<DomainError> {
-        let queue_length = self.queue_len(resource) as u64;
-        if let Some(lock) = self.locks.get(resource) {
-            let holder_client = self.sessions.get(&lock.holder).map(|s| s.client_id.clone());
-            return Some(DomainError::LockHeld {
-                resource: resource.clone(),
-                holder: lock.holder,
-                // The holder is always a live session (see `check_invariants`); the fallback
-                // keeps this a value rather than a panic even if that ever broke.
-                holder_client: holder_client.unwrap_or_else(|| ClientId::new("unknown").expect("valid literal")),
-                fence_token: lock.fence_token,
-                since: lock.acquired_at,
-                queue_length,
-            });
+        if let Some(held) = self.refusal_of_holders(resource) {
+            return Some(held);
         }
+        let queue_length = self.queue_len(resource) as u64;
         let until = *self.delays.get(resource)?;
-        (until > now || queue_length > 0).then(|| DomainError::LockDelayed {
-            resource: resource.clone(),
-            until,
-            queue_length,
-        })
+        (until > now || queue_length > 0).then(|| DomainError::LockDelayed { resource: resource.clone(), until, queue_length })
+    }
+
+    /// Whether `fence_token` is the token of a current holder of `resource` (Chubby's
+    /// CheckSequencer), and the current holders' grants.
+    pub fn fence_check(&self, resource: &Resource, fence_token: FenceToken) -> (bool, Vec<Grant>) {
+        let grants = self.locks.get(resource).map(|l| l.grants(resource)).unwrap_or_default();
+        (grants.iter().any(|g| g.fence_token == fence_token), grants)
     }
 
     /// The session if it exists and is live; otherwise why not.
@@ -720,6 +804,11 @@ impl LockState {
 
     pub fn locks(&self) -> impl Iterator<Item = (&Resource, &Lock)> {
         self.locks.iter()
+    }
+
+    /// How many resources are held (by one holder or several).
+    pub fn held_resources(&self) -> usize {
+        self.locks.len()
     }
 
     pub fn fence_counter(&self) -> u64 {
@@ -769,7 +858,7 @@ impl LockState {
         Stats {
             active_sessions: self.sessions.len() as u64 - expired,
             expired_sessions: expired,
-            total_locks: self.locks.len() as u64,
+            total_locks: self.locks.values().map(|l| l.holders.len() as u64).sum(),
             fence_counter: self.fence_counter,
             waiters: self.deadlines.len() as u64,
         }
@@ -819,9 +908,17 @@ impl LockState {
                         (id, session)
                     })
                     .collect();
+                let locks = v1
+                    .locks
+                    .into_iter()
+                    .map(|(resource, l)| {
+                        let hold = Hold { fence_token: l.fence_token, acquired_at: l.acquired_at, value: None };
+                        (resource, Lock { mode: Mode::Exclusive, limit: None, holders: BTreeMap::from([(l.holder, hold)]) })
+                    })
+                    .collect();
                 SnapshotOwned {
                     sessions,
-                    locks: v1.locks,
+                    locks,
                     fence_counter: v1.fence_counter,
                     clock: v1.clock,
                     queues: BTreeMap::new(),
@@ -845,11 +942,13 @@ impl LockState {
             }
         }
         for (resource, lock) in &state.locks {
-            match state.sessions.get_mut(&lock.holder) {
-                Some(session) if !session.is_expired() => {
-                    session.locks.insert(resource.clone());
+            for holder in lock.holders.keys() {
+                match state.sessions.get_mut(holder) {
+                    Some(session) if !session.is_expired() => {
+                        session.locks.insert(resource.clone());
+                    }
+                    _ => return Err(SnapshotError(format!("lock {resource} held by a session that is not live"))),
                 }
-                _ => return Err(SnapshotError(format!("lock {resource} held by a session that is not live"))),
             }
         }
         for (resource, queue) in &state.queues {
@@ -871,34 +970,44 @@ impl LockState {
 
     /// Checks the invariants the rest of lock.io relies on; used by tests and on restore.
     ///
-    /// - every lock is held by a live session that lists it, and every listed lock exists;
+    /// - every lock has one exclusive holder or shared holders (no more than its limit), each a
+    ///   live session that lists it, each with its own token; every listed lock exists;
     /// - expired sessions hold nothing and wait for nothing;
-    /// - no fence token exceeds the counter, and no two locks share a token;
+    /// - no fence token exceeds the counter, and no two grants share a token;
     /// - every waiter's session is live and lists the wait, waits at most once per resource and
     ///   does not hold what it waits for; no queue is empty or longer than `MAX_WAITERS`;
-    /// - a resource with waiters is held or under lock-delay (a free one was handed on), and a
-    ///   resource under lock-delay is not held;
+    /// - the head of a queue cannot be let in (a freed resource went to it at once): the
+    ///   resource is held in a way that does not admit it, or under lock-delay; so a free
+    ///   resource has waiters only under lock-delay, and a resource under lock-delay is free;
+    /// - the shared holders and shared waiters of a resource agree on one limit;
     /// - the derived indexes (deadlines, delay ends) match the queues and delays.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut tokens = BTreeSet::new();
         for (resource, lock) in &self.locks {
-            let Some(holder) = self.sessions.get(&lock.holder) else {
-                return Err(format!("lock {resource} held by unknown session {}", lock.holder));
+            let count = lock.holders.len() as u64;
+            let too_many = match lock.mode {
+                Mode::Exclusive => count != 1 || lock.limit.is_some(),
+                Mode::Shared => count == 0 || lock.limit.is_some_and(|l| count > l.get()),
             };
-            if holder.is_expired() {
-                return Err(format!("lock {resource} held by expired session {}", lock.holder));
+            if too_many {
+                return Err(format!("lock {resource} ({}) has {count} holders, limit {:?}", lock.mode.as_str(), lock.limit));
             }
-            if !holder.locks.contains(resource) {
-                return Err(format!("session {} does not list its lock {resource}", lock.holder));
-            }
-            if lock.fence_token.0 == 0 || lock.fence_token.0 > self.fence_counter {
-                return Err(format!(
-                    "lock {resource} has token {} beyond counter {}",
-                    lock.fence_token, self.fence_counter
-                ));
-            }
-            if !tokens.insert(lock.fence_token) {
-                return Err(format!("token {} held twice", lock.fence_token));
+            for (id, hold) in &lock.holders {
+                let Some(holder) = self.sessions.get(id) else {
+                    return Err(format!("lock {resource} held by unknown session {id}"));
+                };
+                if holder.is_expired() {
+                    return Err(format!("lock {resource} held by expired session {id}"));
+                }
+                if !holder.locks.contains(resource) {
+                    return Err(format!("session {id} does not list its lock {resource}"));
+                }
+                if hold.fence_token.0 == 0 || hold.fence_token.0 > self.fence_counter {
+                    return Err(format!("lock {resource} has token {} beyond counter {}", hold.fence_token, self.fence_counter));
+                }
+                if !tokens.insert(hold.fence_token) {
+                    return Err(format!("token {} held twice", hold.fence_token));
+                }
             }
         }
         let mut deadlines = BTreeSet::new();
@@ -906,8 +1015,18 @@ impl LockState {
             if queue.is_empty() || queue.len() > MAX_WAITERS {
                 return Err(format!("queue of {resource} has {} waiters", queue.len()));
             }
-            if !self.locks.contains_key(resource) && !self.delays.contains_key(resource) {
-                return Err(format!("{resource} is free and not delayed but has waiters"));
+            let head_fits = self.locks.get(resource).is_none_or(|lock| lock.admits(queue[0].mode));
+            if head_fits && !self.delays.contains_key(resource) {
+                return Err(format!("the head of {resource}'s queue could have it but waits"));
+            }
+            let shared_limits: BTreeSet<Option<Limit>> = queue
+                .iter()
+                .filter(|w| w.mode == Mode::Shared)
+                .map(|w| w.limit)
+                .chain(self.locks.get(resource).filter(|l| l.mode == Mode::Shared).map(|l| l.limit))
+                .collect();
+            if shared_limits.len() > 1 {
+                return Err(format!("{resource}'s shared side has several limits: {shared_limits:?}"));
             }
             for waiter in queue {
                 let id = waiter.session_id;
@@ -950,7 +1069,7 @@ impl LockState {
                 return Err(format!("expired session {id} still lists locks or waits"));
             }
             for resource in &session.locks {
-                if self.locks.get(resource).map(|l| l.holder) != Some(*id) {
+                if !self.locks.get(resource).is_some_and(|l| l.holders.contains_key(id)) {
                     return Err(format!("session {id} lists {resource} but does not hold it"));
                 }
             }
@@ -965,9 +1084,9 @@ mod tests {
 
     /// A version-1 snapshot (before waiting and lock-delay), as the earlier release wrote it.
     #[derive(Serialize)]
-    struct V1<'a> {
+    struct V1 {
         sessions: BTreeMap<SessionId, (ClientId, Timeout, UnixMillis, UnixMillis, SessionStatus)>,
-        locks: &'a BTreeMap<Resource, Lock>,
+        locks: BTreeMap<Resource, (SessionId, FenceToken, UnixMillis)>,
         fence_counter: u64,
         clock: UnixMillis,
     }
@@ -994,7 +1113,12 @@ mod tests {
             .iter()
             .map(|(id, s)| (*id, (s.client_id.clone(), s.timeout, s.created_at, s.last_keepalive, s.status)))
             .collect();
-        let v1 = V1 { sessions, locks: &state.locks, fence_counter: state.fence_counter, clock: state.clock };
+        let locks = state
+            .locks
+            .iter()
+            .filter_map(|(r, l)| l.oldest().map(|(id, h)| (r.clone(), (id, h.fence_token, h.acquired_at))))
+            .collect();
+        let v1 = V1 { sessions, locks, fence_counter: state.fence_counter, clock: state.clock };
         let mut bytes = vec![1u8];
         bytes.extend(postcard::to_allocvec(&v1).unwrap());
         let restored = LockState::restore(&bytes).expect("a version-1 snapshot restores");

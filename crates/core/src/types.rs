@@ -216,12 +216,13 @@ seconds_up_to!(
     300
 );
 
-/// How a session holds or waits for a resource. Only exclusive locks exist so far; shared ones
-/// are the next variant, appended so that logs written before still decode.
+/// How a session holds or waits for a resource: alone (`Exclusive`, a writer) or together with
+/// other `Shared` holders (readers, or the permits of a counting semaphore).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub enum Mode {
     #[default]
     Exclusive,
+    Shared,
 }
 
 impl Mode {
@@ -229,19 +230,57 @@ impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Exclusive => "exclusive",
+            Mode::Shared => "shared",
         }
     }
 
-    /// Parses the contract's spelling; `shared` is refused until shared locks exist.
+    /// Parses the contract's spelling.
     pub fn parse(raw: &str) -> Result<Mode, InvalidValue> {
         match raw {
             "exclusive" => Ok(Mode::Exclusive),
-            "shared" => Err(InvalidValue::new(
-                "mode",
-                "shared is not supported by this version of lock.io yet; use \"exclusive\"",
-            )),
-            _ => Err(InvalidValue::new("mode", "must be \"exclusive\"")),
+            "shared" => Ok(Mode::Shared),
+            _ => Err(InvalidValue::new("mode", "must be \"exclusive\" or \"shared\"")),
         }
+    }
+}
+
+/// The most shared holders a resource takes at once (a counting semaphore's permits): 1 to
+/// 10,000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Limit(u32);
+
+impl Limit {
+    pub const MAX: u64 = 10_000;
+
+    pub fn new(n: u64) -> Result<Limit, InvalidValue> {
+        if !(1..=Self::MAX).contains(&n) {
+            return Err(InvalidValue::new("limit", format!("must be an integer from 1 to {}", Self::MAX)));
+        }
+        Ok(Limit(n as u32))
+    }
+
+    pub fn get(self) -> u64 {
+        u64::from(self.0)
+    }
+}
+
+/// What a holder stores with its grant (e.g. its address, for leader election): at most 1,024
+/// bytes of UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LockValue(String);
+
+impl LockValue {
+    pub const MAX_BYTES: usize = 1024;
+
+    pub fn new(raw: &str) -> Result<LockValue, InvalidValue> {
+        if raw.len() > Self::MAX_BYTES {
+            return Err(InvalidValue::new("value", format!("must be at most {} bytes of UTF-8", Self::MAX_BYTES)));
+        }
+        Ok(LockValue(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -302,8 +341,13 @@ mod tests {
         assert_eq!(WaitSecs::from_secs(300).unwrap().secs(), 300);
         assert_eq!(WaitSecs::from_secs(301).unwrap_err().field, "wait");
         assert_eq!(Mode::parse("exclusive").unwrap(), Mode::Exclusive);
-        assert_eq!(Mode::parse("shared").unwrap_err().field, "mode");
+        assert_eq!(Mode::parse("shared").unwrap(), Mode::Shared);
         assert_eq!(Mode::parse("EXCLUSIVE").unwrap_err().field, "mode");
+        assert_eq!(Limit::new(0).unwrap_err().field, "limit");
+        assert_eq!(Limit::new(10_000).unwrap().get(), 10_000);
+        assert_eq!(Limit::new(10_001).unwrap_err().field, "limit");
+        assert!(LockValue::new(&"é".repeat(512)).is_ok());
+        assert_eq!(LockValue::new(&"é".repeat(513)).unwrap_err().field, "value");
     }
 
     #[test]

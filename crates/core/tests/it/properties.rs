@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use lockio_core::{
+    Limit, LockValue,
     Applied, ClientId, Command, DomainError, Effect, FenceToken, LockDelay, LockState, Mode, Outcome, Resource,
     SessionId, Timeout, UnixMillis,
 };
@@ -46,13 +47,18 @@ fn command() -> impl Strategy<Value = Command> {
         1 => (proptest::collection::vec((sid.clone(), (0u64..20_000).prop_map(UnixMillis)), 0..3), now.clone())
             .prop_map(|(keepalives, now)| Command::RecordKeepalives { keepalives, now }),
         // Waiting is common, so that queues form.
-        3 => (sid.clone(), res.clone(), 0u64..8_000, now.clone()).prop_map(|(session_id, resource, wait, now)| Command::Wait {
-            session_id,
-            resource,
-            mode: Mode::Exclusive,
-            deadline: UnixMillis(now.0 + wait),
-            now
-        }),
+        3 => (sid.clone(), res.clone(), 0u64..8_000, now.clone(), 0u8..6, proptest::option::of(0u64..3)).prop_map(
+            |(session_id, resource, wait, now, kind, value)| {
+                // Mostly exclusive, sometimes shared with no limit or a limit of 1 or 2.
+                let (mode, limit) = match kind {
+                    0..=2 => (Mode::Exclusive, None),
+                    3 => (Mode::Shared, None),
+                    n => (Mode::Shared, Some(Limit::new(u64::from(n) - 3).unwrap())),
+                };
+                let value = value.map(|v| LockValue::new(&format!("v{v}")).unwrap());
+                Command::Wait { session_id, resource, mode, limit, value, deadline: UnixMillis(now.0 + wait), now }
+            }
+        ),
         1 => (sid.clone(), res, now.clone()).prop_map(|(session_id, resource, now)| Command::CancelWait { session_id, resource, now }),
         1 => now.clone().prop_map(|now| Command::Tick { now }),
         1 => (sid, 5u64..60, 0u64..3, now).prop_map(|(session_id, t, delay, now)| Command::CreateSessionWithLockDelay {
@@ -88,8 +94,8 @@ proptest! {
     #[test]
     fn invariants_hold(commands in proptest::collection::vec(command(), 1..80)) {
         let mut state = LockState::new();
-        // The model: who holds what, from the outcomes alone.
-        let mut holders: BTreeMap<Resource, (SessionId, FenceToken)> = BTreeMap::new();
+        // The model: who holds what, in which mode, from the effects alone.
+        let mut holders: BTreeMap<Resource, BTreeMap<SessionId, (FenceToken, Mode)>> = BTreeMap::new();
         let mut last_token = 0u64;
         for command in commands {
             let before = state.clone();
@@ -117,22 +123,26 @@ proptest! {
                     }
                     _ => {}
                 }
-                match effect {
-                    Effect::LockReleased { grant, .. } => {
-                        prop_assert_eq!(holders.remove(&grant.resource), Some((grant.session_id, grant.fence_token)));
+                let ended: Vec<&lockio_core::Grant> = match effect {
+                    Effect::LockReleased { grant, .. } => vec![grant],
+                    Effect::SessionDeleted { released, .. } | Effect::SessionExpired { released, .. } => released.iter().collect(),
+                    _ => vec![],
+                };
+                for g in ended {
+                    let held = holders.entry(g.resource.clone()).or_default();
+                    prop_assert_eq!(held.remove(&g.session_id), Some((g.fence_token, g.mode)), "released what was not held");
+                    if held.is_empty() {
+                        holders.remove(&g.resource);
                     }
-                    Effect::SessionDeleted { released, .. } | Effect::SessionExpired { released, .. } => {
-                        for g in released {
-                            prop_assert_eq!(holders.remove(&g.resource), Some((g.session_id, g.fence_token)));
-                        }
-                    }
-                    Effect::LockAcquired { grant, .. } => {
-                        prop_assert!(grant.fence_token.0 > last_token, "tokens strictly increase");
-                        last_token = grant.fence_token.0;
-                        prop_assert!(holders.insert(grant.resource.clone(), (grant.session_id, grant.fence_token)).is_none(),
-                            "granted a resource that was held");
-                    }
-                    _ => {}
+                }
+                if let Effect::LockAcquired { grant, .. } = effect {
+                    prop_assert!(grant.fence_token.0 > last_token, "tokens strictly increase");
+                    last_token = grant.fence_token.0;
+                    let held = holders.entry(grant.resource.clone()).or_default();
+                    // Never an exclusive grant beside any other, never shared beside exclusive.
+                    prop_assert!(held.values().all(|(_, m)| *m == Mode::Shared) && (held.is_empty() || grant.mode == Mode::Shared),
+                        "granted {} beside {:?}", grant.mode.as_str(), held);
+                    prop_assert!(held.insert(grant.session_id, (grant.fence_token, grant.mode)).is_none(), "granted twice");
                 }
             }
             let released: Vec<_> = released.iter().map(|g| (g.resource.clone(), g.fence_token, g.session_id)).collect();
@@ -140,28 +150,34 @@ proptest! {
             match (&command, &outcome) {
                 (Command::Acquire { resource, session_id, .. } | Command::Wait { resource, session_id, .. },
                     Ok(Applied::Acquired { grant, .. })) => {
-                    prop_assert_eq!(holders.get(resource), Some(&(*session_id, grant.fence_token)));
+                    prop_assert_eq!(holders.get(resource).and_then(|h| h.get(session_id)), Some(&(grant.fence_token, grant.mode)));
                 }
                 (Command::Acquire { resource, session_id, .. }, Err(DomainError::LockHeld { holder, .. })) => {
                     prop_assert!(holder != session_id);
-                    prop_assert_eq!(holders.get(resource).map(|h| h.0), Some(*holder));
+                    prop_assert!(holders.get(resource).is_some_and(|h| h.contains_key(holder)));
+                }
+                (Command::Wait { resource, mode, limit: Some(limit), .. }, Ok(_)) if *mode == Mode::Shared => {
+                    let shared = holders.get(resource).map_or(0, |h| h.len() as u64);
+                    prop_assert!(shared <= limit.get(), "{} shared holders over the limit {}", shared, limit.get());
                 }
                 (Command::DeleteSession { session_id, .. }, Ok(_)) => {
                     prop_assert!(state.session(session_id).is_none());
-                    prop_assert!(state.locks().all(|(_, l)| l.holder != *session_id));
+                    prop_assert!(state.locks().all(|(_, l)| !l.holders.contains_key(session_id)));
                 }
                 (Command::ExpireSessions { session_ids, .. } | Command::Cleanup { expire: session_ids, .. }, Ok(_)) => {
                     for sid in session_ids {
                         prop_assert!(state.live_session(sid).is_err(), "listed session still live");
-                        prop_assert!(state.locks().all(|(_, l)| l.holder != *sid), "expired session kept a lock");
+                        prop_assert!(state.locks().all(|(_, l)| !l.holders.contains_key(sid)), "expired session kept a lock");
                     }
                 }
                 _ => {}
             }
             prop_assert_eq!(state.fence_counter(), last_token);
-            let model: Vec<_> = holders.iter().map(|(r, h)| (r.clone(), *h)).collect();
-            let real: Vec<_> = state.locks().map(|(r, l)| (r.clone(), (l.holder, l.fence_token))).collect();
-            prop_assert_eq!(model, real);
+            let real: BTreeMap<Resource, BTreeMap<SessionId, (FenceToken, Mode)>> = state
+                .locks()
+                .map(|(r, l)| (r.clone(), l.grants(r).iter().map(|g| (g.session_id, (g.fence_token, g.mode))).collect()))
+                .collect();
+            prop_assert_eq!(&holders, &real);
         }
     }
 

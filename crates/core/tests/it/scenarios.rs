@@ -7,8 +7,9 @@
 //! ```text
 //! create S client=C timeout=N [delay=D] at=T     delete S at=T
 //! acquire S R at=T                     release S R token=N at=T
-//! wait S R until=T at=T (Wait)         cancel S R at=T (CancelWait)    tick at=T
-//! queue R (its waiters, head first)
+//! wait S R until=T [mode=shared] [limit=N] [value=V] at=T (Wait; until=T at=T is a try-lock)
+//! cancel S R at=T (CancelWait)         tick at=T
+//! queue R (its waiters, head first)    fence R token=N (fence check)
 //! expire S... at=T                     cleanup S... at=T
 //! record S@T... at=T (RecordKeepalives)  session-keepalive S (its last_keepalive)
 //! session S    lock R    locks    stats    keepalive S (the leader's liveness check)
@@ -24,6 +25,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use lockio_core::{
+    Limit, LockValue,
     Applied, ClientId, Command, DomainError, Effect, FenceToken, LockDelay, LockState, Mode, Outcome, Resource,
     SessionId, SessionStatus, Timeout, UnixMillis,
 };
@@ -84,7 +86,13 @@ impl Script {
                 let session_id = self.id(&args[0]);
                 let resource = Resource::new(&args[1]).unwrap();
                 let deadline = UnixMillis(opts["until"].parse().unwrap());
-                self.apply(Command::Wait { session_id, resource, mode: Mode::Exclusive, deadline, now })
+                let mode = opts.get("mode").map(|m| Mode::parse(m).unwrap()).unwrap_or_default();
+                let limit = match opts.get("limit").map(|l| Limit::new(l.parse().unwrap())).transpose() {
+                    Ok(l) => l,
+                    Err(e) => return format!("invalid {e}"),
+                };
+                let value = opts.get("value").map(|v| LockValue::new(v).unwrap());
+                self.apply(Command::Wait { session_id, resource, mode, limit, value, deadline, now })
             }
             "cancel" => {
                 let session_id = self.id(&args[0]);
@@ -92,6 +100,13 @@ impl Script {
                 self.apply(Command::CancelWait { session_id, resource, now })
             }
             "tick" => self.apply(Command::Tick { now }),
+            "fence" => {
+                let resource = Resource::new(&args[0]).unwrap();
+                let token = FenceToken(opts["token"].parse().unwrap());
+                let (valid, holders) = self.state.fence_check(&resource, token);
+                let holders: Vec<String> = holders.iter().map(|g| format!("{}:{}", self.name(&g.session_id), g.fence_token)).collect();
+                format!("{} holders=[{}]", if valid { "valid" } else { "invalid" }, holders.join(","))
+            }
             "queue" => {
                 let resource = Resource::new(&args[0]).unwrap();
                 let waiters: Vec<String> = self
@@ -184,20 +199,40 @@ impl Script {
                     }
                 }
             }
-            "lock" => match self.state.lock(&Resource::new(&args[0]).unwrap()) {
-                None => match self.state.delayed_until(&Resource::new(&args[0]).unwrap()) {
-                    Some(until) => format!("free, delayed until={}", until.0),
-                    None => "free".to_string(),
-                },
-                Some(l) => {
-                    format!("held by {} token={} since={}", self.name(&l.holder), l.fence_token, l.acquired_at.0)
+            "lock" => {
+                let resource = Resource::new(&args[0]).unwrap();
+                match self.state.lock(&resource) {
+                    None => match self.state.delayed_until(&resource) {
+                        Some(until) => format!("free, delayed until={}", until.0),
+                        None => "free".to_string(),
+                    },
+                    Some(l) if l.mode == Mode::Exclusive => {
+                        let g = &l.grants(&resource)[0];
+                        format!("held by {} token={} since={}", self.name(&g.session_id), g.fence_token, g.acquired_at.0)
+                    }
+                    Some(l) => {
+                        let holders: Vec<String> = l
+                            .grants(&resource)
+                            .iter()
+                            .map(|g| {
+                                let value = g.value.as_ref().map(|v| format!("={}", v.as_str())).unwrap_or_default();
+                                format!("{}:{}{value}", self.name(&g.session_id), g.fence_token)
+                            })
+                            .collect();
+                        let limit = l.limit.map(|l| format!(" limit={}", l.get())).unwrap_or_default();
+                        format!("shared by [{}]{limit}", holders.join(" "))
+                    }
                 }
-            },
+            }
             "locks" => {
                 let all: Vec<String> = self
                     .state
                     .locks()
-                    .map(|(r, l)| format!("{r}:{}:{}", self.name(&l.holder), l.fence_token))
+                    .map(|(r, l)| {
+                        let holders: Vec<String> =
+                            l.grants(r).iter().map(|g| format!("{}:{}", self.name(&g.session_id), g.fence_token)).collect();
+                        format!("{r}:{}", holders.join("+"))
+                    })
                     .collect();
                 format!("[{}]", all.join(" "))
             }
@@ -228,10 +263,11 @@ impl Script {
             match effect {
                 Effect::LockAcquired { grant, queued: true, waited_ms, .. } => write!(
                     out,
-                    "\nhanded {} to {} token={} waited={waited_ms}",
+                    "\nhanded {} to {} token={}{} waited={waited_ms}",
                     grant.resource,
                     self.name(&grant.session_id),
-                    grant.fence_token
+                    grant.fence_token,
+                    if grant.mode == Mode::Shared { " (shared)" } else { "" }
                 )
                 .unwrap(),
                 Effect::LockWaitEnded { resource, session_id, reason, waited_ms, .. } => write!(
@@ -257,11 +293,12 @@ impl Script {
                 format!("deleted {} released=[{}]", self.name(&session_id), r.join(","))
             }
             Ok(Applied::Acquired { grant, fresh }) => format!(
-                "{} {} token={} at={}",
+                "{} {} token={} at={}{}",
                 if fresh { "acquired" } else { "already held" },
                 grant.resource,
                 grant.fence_token,
-                grant.acquired_at.0
+                grant.acquired_at.0,
+                if grant.mode == Mode::Shared { " (shared)" } else { "" }
             ),
             Ok(Applied::Released { grant }) => format!("released {} token={}", grant.resource, grant.fence_token),
             Ok(Applied::KeepalivesRecorded { updated }) => format!("recorded updated={updated}"),
@@ -294,8 +331,11 @@ impl Script {
             Err(DomainError::SessionExpired { session_id }) => {
                 format!("error SESSION_EXPIRED {}", self.name(&session_id))
             }
-            Err(DomainError::LockHeld { resource, holder, holder_client, fence_token, since, queue_length }) => {
-                let queue = if queue_length > 0 { format!(" queue={queue_length}") } else { String::new() };
+            Err(DomainError::LockHeld { resource, holder, holder_client, fence_token, since, queue_length, holders_count }) => {
+                let mut queue = if queue_length > 0 { format!(" queue={queue_length}") } else { String::new() };
+                if holders_count > 1 {
+                    queue = format!(" holders={holders_count}{queue}");
+                }
                 format!(
                     "error LOCK_HELD {resource} by {} client={holder_client} token={fence_token} since={}{queue}",
                     self.name(&holder),
@@ -307,6 +347,12 @@ impl Script {
             }
             Err(DomainError::QueueFull { resource, queue_length }) => {
                 format!("error QUEUE_FULL {resource} queue={queue_length}")
+            }
+            Err(DomainError::ModeConflict { session_id, resource, held }) => {
+                format!("error MODE_CONFLICT {resource} by {} held={}", self.name(&session_id), held.as_str())
+            }
+            Err(DomainError::LimitMismatch { resource, limit }) => {
+                format!("error LIMIT_MISMATCH {resource} limit={}", limit.map_or("none".to_string(), |l| l.get().to_string()))
             }
             Err(DomainError::NotWaiting { session_id, resource }) => {
                 format!("error NOT_WAITING {resource} by {}", self.name(&session_id))

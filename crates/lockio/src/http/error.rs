@@ -124,7 +124,7 @@ fn domain(e: DomainError) -> ApiError {
             format!("Session {session_id} has expired and its locks were released"),
         )
         .with("session_id", session_id.to_string()),
-        DomainError::LockHeld { resource, holder: _, holder_client, fence_token, since, queue_length } => {
+        DomainError::LockHeld { resource, holder: _, holder_client, fence_token, since, holders_count, queue_length } => {
             ApiError::new(
                 StatusCode::CONFLICT,
                 "LOCK_HELD",
@@ -138,7 +138,7 @@ fn domain(e: DomainError) -> ApiError {
             .with("holder_client_id", holder_client.as_str())
             .with("holder_fence_token", fence_token.0)
             .with("held_since", since.as_secs_f64())
-            .with("holders_count", 1)
+            .with("holders_count", holders_count)
             .with("queue_length", queue_length)
         }
         DomainError::LockDelayed { resource, until, queue_length } => ApiError::new(
@@ -162,6 +162,29 @@ fn domain(e: DomainError) -> ApiError {
         .with("acquired", false)
         .with("resource", resource.as_str())
         .with("queue_length", queue_length),
+        DomainError::ModeConflict { session_id, resource, held } => ApiError::new(
+            StatusCode::CONFLICT,
+            "MODE_CONFLICT",
+            format!(
+                "Session {session_id} holds or waits for resource {resource} in mode {}; it cannot ask in the other mode",
+                held.as_str()
+            ),
+        )
+        .with("acquired", false)
+        .with("session_id", session_id.to_string())
+        .with("resource", resource.as_str())
+        .with("mode", held.as_str()),
+        DomainError::LimitMismatch { resource, limit } => ApiError::new(
+            StatusCode::CONFLICT,
+            "LIMIT_MISMATCH",
+            match limit {
+                Some(l) => format!("Resource {resource} is shared with a limit of {}; ask with that limit or none", l.get()),
+                None => format!("Resource {resource} is shared with no limit; ask without one"),
+            },
+        )
+        .with("acquired", false)
+        .with("resource", resource.as_str())
+        .with("limit", limit.map(|l| l.get())),
         DomainError::NotWaiting { session_id, resource } => ApiError::new(
             StatusCode::CONFLICT,
             "NOT_WAITING",

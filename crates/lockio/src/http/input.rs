@@ -11,7 +11,9 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use lockio_core::{ClientId, FenceToken, InvalidValue, LockDelay, Mode, Resource, SessionId, Timeout, WaitSecs};
+use lockio_core::{
+    ClientId, FenceToken, InvalidValue, Limit, LockDelay, LockValue, Mode, Resource, SessionId, Timeout, WaitSecs,
+};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -201,10 +203,21 @@ pub fn lock_delay(body: &Map<String, Value>) -> Result<LockDelay, ApiError> {
 }
 
 /// What an acquire asks for besides the resource (coordination.md, "Acquire, extended").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcquireOptions {
     pub wait: WaitSecs,
     pub mode: Mode,
+    /// Shared only: the most holders at once.
+    pub limit: Option<Limit>,
+    pub value: Option<LockValue>,
+}
+
+/// A whole number from a query parameter, or the error `bad` makes.
+fn digits(t: &str, bad: impl Fn() -> ApiError) -> Result<u64, ApiError> {
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    t.parse().map_err(|_| bad())
 }
 
 /// One option of an acquire, from the JSON body (typed) and the query (text). Given in both, it
@@ -227,8 +240,8 @@ fn option<T: PartialEq>(
     }
 }
 
-/// `wait`, `mode` (and the refused `limit` and `value`) of an acquire, from its optional JSON
-/// body and its query string.
+/// `wait`, `mode`, `limit` and `value` of an acquire, from its optional JSON body and its query
+/// string.
 pub fn acquire_options(body: Option<&Map<String, Value>>, query: &QueryParams) -> Result<AcquireOptions, ApiError> {
     let wait_rule = format!("wait must be an integer from 0 to {} (seconds)", WaitSecs::MAX_SECS);
     let wait_bad = || ApiError::invalid("wait", wait_rule.clone());
@@ -237,13 +250,7 @@ pub fn acquire_options(body: Option<&Map<String, Value>>, query: &QueryParams) -
         query,
         "wait",
         |v| v.as_u64().filter(|_| v.is_u64()).ok_or_else(wait_bad).and_then(|n| Ok(WaitSecs::from_secs(n)?)),
-        |t| {
-            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(wait_bad());
-            }
-            let n: u64 = t.parse().map_err(|_| wait_bad())?;
-            Ok(WaitSecs::from_secs(n)?)
-        },
+        |t| Ok(WaitSecs::from_secs(digits(t, wait_bad)?)?),
     )?;
     let mode_bad = || ApiError::invalid("mode", "mode must be \"exclusive\" or \"shared\"");
     let mode = option(
@@ -253,13 +260,37 @@ pub fn acquire_options(body: Option<&Map<String, Value>>, query: &QueryParams) -
         |v| v.as_str().ok_or_else(mode_bad).and_then(|m| Ok(Mode::parse(m)?)),
         |t| Ok(Mode::parse(t)?),
     )?;
-    for field in ["limit", "value"] {
-        if body.is_some_and(|b| b.contains_key(field)) || query.get(field).is_some() {
-            return Err(ApiError::invalid(
-                field,
-                format!("{field} belongs to shared locks and semaphores, which this version of lock.io does not support yet"),
-            ));
-        }
+    let limit_rule = format!("limit must be an integer from 1 to {}", Limit::MAX);
+    let limit_bad = || ApiError::invalid("limit", limit_rule.clone());
+    let limit = option(
+        body,
+        query,
+        "limit",
+        |v| v.as_u64().filter(|_| v.is_u64()).ok_or_else(limit_bad).and_then(|n| Ok(Limit::new(n)?)),
+        |t| Ok(Limit::new(digits(t, limit_bad)?)?),
+    )?;
+    let value_bad = || ApiError::invalid("value", "value must be a string");
+    let value = option(
+        body,
+        query,
+        "value",
+        |v| v.as_str().ok_or_else(value_bad).and_then(|s| Ok(LockValue::new(s)?)),
+        |t| Ok(LockValue::new(t)?),
+    )?;
+    let mode = mode.unwrap_or_default();
+    if limit.is_some() && mode != Mode::Shared {
+        return Err(ApiError::invalid("limit", "limit is only for mode \"shared\" (a semaphore)"));
     }
-    Ok(AcquireOptions { wait: wait.unwrap_or(WaitSecs::NONE), mode: mode.unwrap_or_default() })
+    Ok(AcquireOptions { wait: wait.unwrap_or(WaitSecs::NONE), mode, limit, value })
+}
+
+/// `POST /fence/check`'s body: `resource` and `fence_token`, both required.
+pub fn fence_check(body: &Map<String, Value>) -> Result<(Resource, FenceToken), ApiError> {
+    let resource = match body.get("resource") {
+        Some(Value::String(s)) => Resource::new(s)?,
+        None => return Err(ApiError::invalid("resource", "resource is required")),
+        Some(_) => return Err(ApiError::invalid("resource", "resource must be a string")),
+    };
+    let token = fence_token(body)?.ok_or_else(|| ApiError::invalid("fence_token", "fence_token is required"))?;
+    Ok((resource, token))
 }

@@ -43,6 +43,7 @@ pub fn router(service: Service, metrics: PrometheusHandle) -> Router {
         .route("/admin/sessions", get(routes::sessions))
         .route("/admin/locks", get(routes::locks))
         .route("/admin/locks/", get(routes::empty_resource))
+        .route("/fence/check", post(routes::fence_check))
         .route("/admin/locks/{resource}", get(routes::lock_status))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

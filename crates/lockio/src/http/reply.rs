@@ -72,6 +72,15 @@ pub fn reply(reply: Reply) -> Response {
             json!({"locks": locks.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "total_locks": locks.len()}),
         ),
         Reply::Lock(view) => (StatusCode::OK, lock_view_body(&view)),
+        Reply::FenceCheck { resource, fence_token, valid, holders } => (
+            StatusCode::OK,
+            json!({
+                "resource": resource.as_str(),
+                "fence_token": fence_token.0,
+                "valid": valid,
+                "holders": holders.iter().map(holder_body).collect::<Vec<_>>(),
+            }),
+        ),
         Reply::Stats(stats) => (StatusCode::OK, stats_body(&stats)),
         Reply::Sessions { total, matched, rows } => (
             StatusCode::OK,
@@ -109,26 +118,33 @@ fn session_body(s: &SessionView) -> Value {
     body
 }
 
-/// A resource's top-level fields: held (the seed's fields, and the holder's client) or free,
-/// with the length of its queue and its lock-delay.
+/// A resource's top-level fields: held (the seed's `session_id`, `fence_token` and
+/// `acquired_at` of the exclusive holder or the oldest shared one, with its client, the mode, the
+/// number of holders and a semaphore's limit) or free, with the length of its queue and its
+/// lock-delay.
 fn lock_top(
     resource: &lockio_core::Resource,
-    holder: &Option<(Grant, ClientId)>,
+    holders: &[(Grant, ClientId)],
+    limit: Option<lockio_core::Limit>,
     queue_length: u64,
     delayed_until: Option<lockio_core::UnixMillis>,
 ) -> Value {
-    let mut body = match holder {
+    let mut body = match holders.first() {
         Some((grant, client_id)) => json!({
             "acquired_at": grant.acquired_at.as_secs_f64(),
             "client_id": client_id.as_str(),
             "fence_token": grant.fence_token.0,
             "locked": true,
-            "mode": "exclusive",
+            "mode": grant.mode.as_str(),
+            "holders_count": holders.len(),
             "resource": grant.resource.as_str(),
             "session_id": grant.session_id.to_string(),
         }),
         None => json!({"locked": false, "resource": resource.as_str()}),
     };
+    if let Some(limit) = limit {
+        body["limit"] = json!(limit.get());
+    }
     body["queue_length"] = json!(queue_length);
     if let Some(until) = delayed_until {
         body["delayed_until"] = json!(until.as_secs_f64());
@@ -136,24 +152,29 @@ fn lock_top(
     body
 }
 
+fn holder_body((grant, client_id): &(Grant, ClientId)) -> Value {
+    json!({
+        "session_id": grant.session_id.to_string(),
+        "client_id": client_id.as_str(),
+        "fence_token": grant.fence_token.0,
+        "acquired_at": grant.acquired_at.as_secs_f64(),
+        "value": grant.value.as_ref().map(|v| v.as_str()),
+    })
+}
+
 fn lock_row_body(row: &LockRow) -> Value {
-    lock_top(&row.resource, &row.holder, row.queue_length, row.delayed_until)
+    let mut body = lock_top(&row.resource, &row.holders, row.limit, row.queue_length, row.delayed_until);
+    if row.holders.len() > 1 {
+        body["holders"] = json!(row.holders.iter().map(holder_body).collect::<Vec<_>>());
+    }
+    body
 }
 
 /// `GET /admin/locks/{resource}`: the top-level fields, the holders and the queue in order.
 fn lock_view_body(view: &LockView) -> Value {
-    let mut body = lock_top(&view.resource, &view.holder, view.waiters.len() as u64, view.delayed_until);
-    body["holders"] = json!(view
-        .holder
-        .iter()
-        .map(|(grant, client_id)| json!({
-            "session_id": grant.session_id.to_string(),
-            "client_id": client_id.as_str(),
-            "fence_token": grant.fence_token.0,
-            "acquired_at": grant.acquired_at.as_secs_f64(),
-            "value": null,
-        }))
-        .collect::<Vec<_>>());
+    let queue_length = view.waiters.len() as u64;
+    let mut body = lock_top(&view.resource, &view.holders, view.limit, queue_length, view.delayed_until);
+    body["holders"] = json!(view.holders.iter().map(holder_body).collect::<Vec<_>>());
     body["waiters"] = json!(view.waiters.iter().map(|(w, client_id)| waiter_body(w, client_id)).collect::<Vec<_>>());
     body
 }
@@ -163,6 +184,7 @@ fn waiter_body(w: &Waiter, client_id: &ClientId) -> Value {
         "session_id": w.session_id.to_string(),
         "client_id": client_id.as_str(),
         "mode": w.mode.as_str(),
+        "limit": w.limit.map(|l| l.get()),
         "since": w.since.as_secs_f64(),
         "deadline": w.deadline.as_secs_f64(),
     })
@@ -274,10 +296,11 @@ pub fn event(e: &Event) -> Value {
                     "type": "session_expired", "session_id": session_id.to_string(),
                     "client_id": client_id.as_str(), "released": grants(released),
                 }),
-                Change::LockAcquired { grant, client_id, mode, queued, waited_ms } => json!({
+                Change::LockAcquired { grant, client_id, queued, waited_ms } => json!({
                     "type": "lock_acquired", "resource": grant.resource.as_str(),
                     "session_id": grant.session_id.to_string(), "client_id": client_id.as_str(),
-                    "fence_token": grant.fence_token.0, "mode": mode.as_str(), "value": null,
+                    "fence_token": grant.fence_token.0, "mode": grant.mode.as_str(),
+                    "value": grant.value.as_ref().map(|v| v.as_str()),
                     "queued": queued, "waited": secs(*waited_ms),
                 }),
                 Change::LockReleased { grant, client_id } => json!({

@@ -8,7 +8,7 @@ use axum::Json;
 use lockio_core::SessionId;
 
 use super::error::ApiError;
-use super::input::{self, Body, Params, QueryParams};
+use super::input::{self, AcquireOptions, Body, Params, QueryParams};
 use super::reply;
 use crate::service::{Query, Request, Service};
 
@@ -89,7 +89,8 @@ pub async fn acquire(
         let options = input::acquire_options(body?.object(false)?.as_ref(), &query?)?;
         let session_id = params.session_id()?;
         let wait_ms = options.wait.millis();
-        run(&service, Request::Acquire { session_id, resource, mode: options.mode, wait_ms }).await
+        let AcquireOptions { mode, limit, value, .. } = options;
+        run(&service, Request::Acquire { session_id, resource, mode, limit, value, wait_ms }).await
     };
     answer.await.map_err(|e| e.with("acquired", false))
 }
@@ -144,6 +145,12 @@ pub async fn stats(State(service): State<Service>, query: QueryParams) -> Answer
 
 pub async fn lock_status(State(service): State<Service>, params: Params, query: QueryParams) -> Answer {
     read(&service, &query, Query::Lock(params.resource()?)).await
+}
+
+/// `POST /fence/check`: whether a token is a current holder's, as a linearizable read.
+pub async fn fence_check(State(service): State<Service>, body: Body) -> Answer {
+    let (resource, fence_token) = input::fence_check(&body.object(true)?.unwrap_or_default())?;
+    run(&service, Request::Read(Query::FenceCheck { resource, fence_token })).await
 }
 
 pub async fn not_found() -> ApiError {

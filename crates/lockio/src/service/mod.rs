@@ -30,7 +30,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lockio_core::{Applied, Command, DomainError, LockDelay, Mode, Resource, SessionId, UnixMillis, WaitEnd};
+use lockio_core::{
+    Applied, Command, DomainError, Limit, LockDelay, LockValue, Mode, Resource, SessionId, UnixMillis, WaitEnd,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -300,12 +302,14 @@ impl Service {
                     other => Err(unexpected(other)),
                 }
             }
-            Request::Acquire { session_id, resource, mode, wait_ms } => {
+            Request::Acquire { session_id, resource, mode, limit, value, wait_ms } => {
                 // A session past its deadline is as good as expired, even if the expiry is not
                 // applied yet: never grant it a lock.
                 self.refuse_if_overdue(session_id)?;
-                if wait_ms > 0 {
-                    return self.wait(session_id, resource, mode, wait_ms).await;
+                if wait_ms > 0 || mode != Mode::Exclusive || value.is_some() {
+                    // A wait, or a try-lock of another kind than the seed's: one `Wait` command
+                    // (with no time to wait, a try-lock).
+                    return self.wait(session_id, resource, (mode, limit, value), wait_ms).await;
                 }
                 // A try-lock that must fail changes nothing: answer it from a linearizable read
                 // (the read barrier) rather than a log write. It only looks likely to fail
@@ -376,14 +380,14 @@ impl Service {
         &self,
         session_id: SessionId,
         resource: Resource,
-        mode: Mode,
+        (mode, limit, value): (Mode, Option<Limit>, Option<LockValue>),
         wait_ms: u64,
     ) -> Result<Reply, ServiceError> {
         // Registered before the command, so that an outcome applied right after it is not missed.
         let mut registration = self.inner.waits.register(session_id, resource.clone());
         let now = wall_now();
         let deadline = now.saturating_add_millis(wait_ms);
-        let command = Command::Wait { session_id, resource: resource.clone(), mode, deadline, now };
+        let command = Command::Wait { session_id, resource: resource.clone(), mode, limit, value, deadline, now };
         let (applied, place) = self.propose_lock_at(command).await?;
         match applied {
             Applied::Acquired { grant, fresh } => return Ok(Reply::Acquired { grant, fresh, waited_ms: 0 }),

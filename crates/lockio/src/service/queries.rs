@@ -2,7 +2,7 @@
 //! lease table, which knows of keepalives the log does not carry; elsewhere they come from the
 //! log alone.
 
-use lockio_core::{ClientId, DomainError, Grant, LockState, Resource, Session, SessionId, SessionStatus};
+use lockio_core::{ClientId, DomainError, Grant, Limit, LockState, Resource, Session, SessionId, SessionStatus};
 use tokio::time::Instant;
 
 use super::leases::LeaseStatus;
@@ -26,10 +26,15 @@ impl Service {
         match query {
             Query::Stats => Ok(Reply::Stats(locks.stats())),
             Query::Lock(resource) => {
-                let holder = holder(locks, &resource);
-                let waiters = locks.queue(&resource).map(|w| (*w, client_of(locks, &w.session_id))).collect();
+                let (holders, limit) = holders(locks, &resource);
+                let waiters = locks.queue(&resource).map(|w| (w.clone(), client_of(locks, &w.session_id))).collect();
                 let delayed_until = locks.delayed_until(&resource);
-                Ok(Reply::Lock(LockView { resource, holder, waiters, delayed_until }))
+                Ok(Reply::Lock(LockView { resource, holders, limit, waiters, delayed_until }))
+            }
+            Query::FenceCheck { resource, fence_token } => {
+                let (valid, grants) = locks.fence_check(&resource, fence_token);
+                let holders = grants.into_iter().map(|g| (g.clone(), client_of(locks, &g.session_id))).collect();
+                Ok(Reply::FenceCheck { resource, fence_token, valid, holders })
             }
             Query::SessionLocks(session_id) => {
                 let session = locks.session(&session_id).ok_or(not_found(session_id))?;
@@ -54,12 +59,16 @@ impl Service {
                 // Held locks by name, then the free resources under lock-delay by name.
                 let held = locks.locks().map(|(resource, _)| resource);
                 let delayed = locks.delays().map(|(resource, _)| resource);
-                let total = locks.stats().total_locks as usize + locks.delays().count();
-                let row = |resource: &Resource| LockRow {
-                    resource: resource.clone(),
-                    holder: holder(locks, resource),
-                    queue_length: locks.queue_len(resource) as u64,
-                    delayed_until: locks.delayed_until(resource),
+                let total = locks.held_resources() + locks.delays().count();
+                let row = |resource: &Resource| {
+                    let (holders, limit) = holders(locks, resource);
+                    LockRow {
+                        resource: resource.clone(),
+                        holders,
+                        limit,
+                        queue_length: locks.queue_len(resource) as u64,
+                        delayed_until: locks.delayed_until(resource),
+                    }
                 };
                 if filter.is_none() {
                     // No filter: the first rows are the answer, without a pass over every lock.
@@ -69,10 +78,12 @@ impl Service {
                 let mut matched = 0;
                 let mut rows = Vec::new();
                 for resource in held.chain(delayed) {
-                    let holder = locks.lock(resource).map(|l| l.holder);
-                    let holder_id = holder.map(|h| h.to_string()).unwrap_or_default();
-                    let client = holder.and_then(|h| locks.session(&h)).map(|s| s.client_id.as_str()).unwrap_or("");
-                    if !matches(&filter, &[resource.as_str(), &holder_id, client]) {
+                    let mut fields = vec![resource.to_string()];
+                    for holder in locks.lock(resource).into_iter().flat_map(|l| l.holders.keys()) {
+                        fields.push(holder.to_string());
+                        fields.extend(locks.session(holder).map(|s| s.client_id.to_string()));
+                    }
+                    if !matches(&filter, &fields.iter().map(String::as_str).collect::<Vec<_>>()) {
                         continue;
                     }
                     matched += 1;
@@ -122,16 +133,14 @@ impl Service {
     }
 }
 
-/// The holder of `resource`, with its client, if it is held.
-fn holder(locks: &LockState, resource: &Resource) -> Option<(Grant, ClientId)> {
-    let lock = locks.lock(resource)?;
-    let grant = Grant {
-        resource: resource.clone(),
-        session_id: lock.holder,
-        fence_token: lock.fence_token,
-        acquired_at: lock.acquired_at,
-    };
-    Some((grant, client_of(locks, &lock.holder)))
+/// The holders of `resource` (oldest first, with their clients) and its limit.
+fn holders(locks: &LockState, resource: &Resource) -> (Vec<(Grant, ClientId)>, Option<Limit>) {
+    let Some(lock) = locks.lock(resource) else { return (Vec::new(), None) };
+    let grants = lock.grants(resource).into_iter().map(|g| {
+        let client = client_of(locks, &g.session_id);
+        (g, client)
+    });
+    (grants.collect(), lock.limit)
 }
 
 /// A session's client; holders and waiters are live sessions, so the fallback is never shown.

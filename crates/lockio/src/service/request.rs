@@ -6,7 +6,8 @@
 //! follower relays the leader's answer unchanged.
 
 use lockio_core::{
-    ClientId, DomainError, FenceToken, Grant, LockDelay, Mode, Resource, SessionId, Stats, Timeout, UnixMillis, Waiter,
+    ClientId, DomainError, FenceToken, Grant, Limit, LockDelay, LockValue, Mode, Resource, SessionId, Stats, Timeout,
+    UnixMillis, Waiter,
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,8 @@ pub enum Request {
         session_id: SessionId,
         resource: Resource,
         mode: Mode,
+        limit: Option<Limit>,
+        value: Option<LockValue>,
         wait_ms: u64,
     },
     Release {
@@ -96,6 +99,8 @@ pub enum Query {
     Sessions(Listing),
     /// Held locks, by resource name.
     Locks(Listing),
+    /// Whether a token is a current holder's (`POST /fence/check`).
+    FenceCheck { resource: Resource, fence_token: FenceToken },
 }
 
 /// Which rows of a listing to return.
@@ -112,12 +117,14 @@ impl Listing {
     pub const MAX_LIMIT: usize = 1000;
 }
 
-/// A resource as listings show it: held (with its holder's client) or free under lock-delay,
-/// with the length of its queue.
+/// A resource as listings show it: held (its holders, oldest first, with their clients) or
+/// free under lock-delay, with the length of its queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockRow {
     pub resource: Resource,
-    pub holder: Option<(Grant, ClientId)>,
+    pub holders: Vec<(Grant, ClientId)>,
+    /// Shared only: the most holders at once.
+    pub limit: Option<Limit>,
     pub queue_length: u64,
     pub delayed_until: Option<UnixMillis>,
 }
@@ -127,7 +134,9 @@ pub struct LockRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockView {
     pub resource: Resource,
-    pub holder: Option<(Grant, ClientId)>,
+    /// Oldest first: the exclusive holder, or the shared ones.
+    pub holders: Vec<(Grant, ClientId)>,
+    pub limit: Option<Limit>,
     pub waiters: Vec<(Waiter, ClientId)>,
     pub delayed_until: Option<UnixMillis>,
 }
@@ -194,6 +203,12 @@ pub enum Reply {
         total: usize,
         matched: usize,
         rows: Vec<LockRow>,
+    },
+    FenceCheck {
+        resource: Resource,
+        fence_token: FenceToken,
+        valid: bool,
+        holders: Vec<(Grant, ClientId)>,
     },
 }
 

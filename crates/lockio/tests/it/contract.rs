@@ -345,7 +345,7 @@ async fn locks_acquire_release_and_fence_tokens() {
         without_time,
         json!({
             "fence_token": 1, "locked": true, "resource": "resource-1", "session_id": a, "client_id": "alpha",
-            "mode": "exclusive", "queue_length": 0, "waiters": [],
+            "mode": "exclusive", "holders_count": 1, "queue_length": 0, "waiters": [],
             "holders": [{"session_id": a, "client_id": "alpha", "fence_token": 1, "value": null}],
         })
     );

@@ -13,5 +13,6 @@ mod failover;
 mod observability;
 mod readme;
 mod serve;
+mod shared;
 mod validation;
 mod waiting;

@@ -17,6 +17,7 @@ use crate::retry::Safety;
 use crate::session::Session;
 use crate::transport::{Answer, Budget, Request, Settings, Transport};
 use crate::wait::{call_time, lock_delay_secs, wait_secs};
+use crate::watch::{EventId, Watch};
 use crate::Error;
 
 /// A lock.io cluster, reached through any of its endpoints.
@@ -401,6 +402,26 @@ impl Client {
             .send_once(&endpoint, &Request::new(Method::GET, &["cluster", "status"], Safety::Repeatable))
             .await?;
         read(&answer.into_result()?, node_status)
+    }
+}
+
+impl Client {
+    /// `GET /events`: a [`Watch`] of the changes about resources that start with `prefix`
+    /// (every change when empty), after `after` (an id a watch delivered before, or an
+    /// [`Error::Compacted`]'s `current`), or from the recent history the node keeps when `None`.
+    /// Connects on the first [`Watch::next`].
+    pub fn watch(&self, prefix: &str, after: Option<EventId>) -> Result<Watch, Error> {
+        let prefix = match prefix {
+            "" => None,
+            p if p.len() > Resource::MAX_BYTES || p.chars().any(char::is_control) => {
+                return Err(Error::InvalidInput {
+                    field: "resource".into(),
+                    reason: format!("a prefix is at most {} bytes, without control characters", Resource::MAX_BYTES),
+                })
+            }
+            p => Some(p.to_string()),
+        };
+        Ok(Watch::new(Arc::clone(&self.transport), prefix, after))
     }
 }
 

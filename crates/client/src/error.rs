@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::body::Fields;
 use crate::time::format_time;
+use crate::watch::EventId;
 
 /// Why a call failed.
 ///
@@ -76,6 +77,13 @@ pub enum Error {
     /// not retry a session create in that case).
     #[error("{}", unavailable(tried, *.outcome_unknown))]
     Unavailable { tried: Vec<Attempt>, outcome_unknown: bool },
+
+    /// A watch needs changes the node no longer holds: everything after `requested` (it keeps
+    /// only its recent history, from `oldest` on, and a node restarted from a snapshot has
+    /// nothing before it). Changes may have been missed: re-read the state you care about, then
+    /// watch from `current` (a [`Watch`](crate::Watch) does so if called again).
+    #[error("the changes after {requested} are no longer held (the oldest point to resume from is {oldest}); re-read the state, then watch from {current}")]
+    Compacted { requested: EventId, oldest: EventId, current: EventId },
 
     /// The server answered something this client does not understand: a bug or a version
     /// mismatch between client and server.

@@ -76,7 +76,29 @@
 //! assert_eq!(e.to_string(), "invalid endpoints: `https://lock-1:5000` must be http:// (lock.io has no TLS)");
 //! ```
 //!
-//! Left out for now: shared locks, watches, TLS and authentication.
+//! Watching what happens to some resources: every change, in log order, resumed after a
+//! reconnect without a gap or a repeat. [`Error::Compacted`] says changes were missed (the node
+//! no longer holds them): re-read what you need, and the watch goes on from there.
+//!
+//! ```no_run
+//! use lockio_client::{Client, Error};
+//!
+//! # async fn demo() -> Result<(), Error> {
+//! let client = Client::new(["127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002"])?;
+//! let mut watch = client.watch("orders/", None)?;
+//! loop {
+//!     match watch.next().await {
+//!         Ok(e) => println!("{} {} {:?} (token {:?})", e.id, e.kind, e.resource, e.fence_token),
+//!         Err(Error::Compacted { current, .. }) => {
+//!             println!("missed changes; re-reading the locks, then on from {current}");
+//!         }
+//!         Err(e) => return Err(e),
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! Left out for now: shared locks, TLS and authentication.
 
 mod body;
 mod client;
@@ -89,6 +111,7 @@ mod session;
 mod time;
 mod transport;
 mod wait;
+mod watch;
 
 pub use client::{
     Client, ClientBuilder, Grant, KeepaliveAck, LockHolder, LockStatus, Member, NodeStatus, SessionCreated,
@@ -99,3 +122,4 @@ pub use lease::{Expiry, SessionState};
 pub use lock::LockGuard;
 pub use lockio_core::{ClientId, FenceToken, Resource, SessionId, Stats};
 pub use session::Session;
+pub use watch::{EventId, Watch, WatchEvent};

@@ -199,12 +199,7 @@ impl Transport {
         wait: Option<u64>,
         timeout: Duration,
     ) -> Result<(StatusCode, Value), (Failure, Option<Duration>)> {
-        let mut url = endpoint.base.clone();
-        url.path_segments_mut().expect("http URLs have a path").pop_if_empty().extend(&request.path);
-        if !request.query.is_empty() {
-            url.query_pairs_mut().extend_pairs(request.query.iter().map(|(k, v)| (*k, v.as_str())));
-        }
-        let mut builder = self.http.request(request.method.clone(), url).timeout(timeout);
+        let mut builder = self.http.request(request.method.clone(), url(endpoint, request)).timeout(timeout);
         match (&request.body, wait) {
             (body, Some(wait)) => {
                 let mut body = body.clone().unwrap_or_else(|| serde_json::json!({}));
@@ -230,6 +225,39 @@ impl Transport {
             return Err((Failure::Unavailable { reason, outcome_unknown }, retry_after));
         }
         Ok((status, body))
+    }
+
+    /// Opens a stream (`GET /events`) at one endpoint, sending `Last-Event-ID` when given: the
+    /// response once its headers arrived (within the request timeout; the body has none, the
+    /// caller watches the gaps between chunks), or the node's answer if it refused (`Ok(Err)`),
+    /// or a failure worth trying elsewhere (`Err`).
+    pub async fn open_stream(
+        &self,
+        endpoint: &Endpoint,
+        request: &Request,
+        last_event_id: Option<String>,
+    ) -> Result<Result<reqwest::Response, Error>, Failure> {
+        let timeout = self.settings.request_timeout;
+        let mut builder = self.http.request(request.method.clone(), url(endpoint, request));
+        if let Some(id) = last_event_id {
+            builder = builder.header("last-event-id", id);
+        }
+        let response = match tokio::time::timeout(timeout, builder.send()).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return Err(failure(&e, timeout)),
+            Err(_) => return Err(Failure::Lost(format!("no answer within {}", humantime::format_duration(timeout)))),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok(Ok(response));
+        }
+        let text = tokio::time::timeout(timeout, response.text()).await.ok().and_then(Result::ok).unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            let reason = body["error"].as_str().map(|e| format!("503: {e}")).unwrap_or_else(|| "503".to_string());
+            return Err(Failure::Unavailable { reason, outcome_unknown: false });
+        }
+        Ok(Err(from_answer(&endpoint.authority, status.as_u16(), &body)))
     }
 
     /// Asks the endpoints, in turn, which member leads and prefers the configured endpoint with
@@ -265,6 +293,16 @@ impl Transport {
             transport.discovering.store(false, Ordering::Release);
         });
     }
+}
+
+/// `request`'s URL at `endpoint`: its path segments percent-encoded, then its query.
+fn url(endpoint: &Endpoint, request: &Request) -> reqwest::Url {
+    let mut url = endpoint.base.clone();
+    url.path_segments_mut().expect("http URLs have a path").pop_if_empty().extend(&request.path);
+    if !request.query.is_empty() {
+        url.query_pairs_mut().extend_pairs(request.query.iter().map(|(k, v)| (*k, v.as_str())));
+    }
+    url
 }
 
 /// The leader's advertised HTTP address in a `/cluster/status` body.

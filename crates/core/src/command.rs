@@ -317,9 +317,16 @@ pub enum DomainError {
         queue_length: u64,
     },
     /// The session holds or waits for the resource in the other mode (no upgrade or downgrade).
-    ModeConflict { session_id: SessionId, resource: Resource, held: Mode },
+    ModeConflict {
+        session_id: SessionId,
+        resource: Resource,
+        held: Mode,
+    },
     /// A shared request named a limit other than the resource's current one (`None`: no limit).
-    LimitMismatch { resource: Resource, limit: Option<Limit> },
+    LimitMismatch {
+        resource: Resource,
+        limit: Option<Limit>,
+    },
     /// The resource is free but under lock-delay (its holder's session expired) until `until`.
     LockDelayed {
         resource: Resource,

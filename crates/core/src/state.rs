@@ -413,7 +413,13 @@ impl LockState {
         Applied::Queued { resource, session_id, position, deadline: deadline.max(old), fresh: false }
     }
 
-    fn cancel_wait(&mut self, session_id: SessionId, resource: Resource, now: UnixMillis, effects: &mut Vec<Effect>) -> Outcome {
+    fn cancel_wait(
+        &mut self,
+        session_id: SessionId,
+        resource: Resource,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) -> Outcome {
         let session = match self.sessions.get(&session_id) {
             None => return Err(DomainError::SessionNotFound { session_id }),
             Some(s) => s,
@@ -451,7 +457,12 @@ impl LockState {
     /// skipped (the sweep that listed them may have raced a delete). Its waits end, its grants
     /// are released, and each resource goes to the head of its queue now or, with a lock-delay
     /// and no holder left, when the delay ends.
-    fn expire_all(&mut self, session_ids: &[SessionId], now: UnixMillis, effects: &mut Vec<Effect>) -> Vec<ExpiredSession> {
+    fn expire_all(
+        &mut self,
+        session_ids: &[SessionId],
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) -> Vec<ExpiredSession> {
         let mut expired = Vec::new();
         for &session_id in session_ids {
             let Some(session) = self.sessions.get(&session_id) else { continue };
@@ -646,7 +657,14 @@ impl LockState {
     }
 
     /// Takes one session out of one queue, saying why; whoever is then at the head may fit now.
-    fn leave_queue(&mut self, session_id: SessionId, resource: &Resource, reason: WaitEnd, now: UnixMillis, effects: &mut Vec<Effect>) {
+    fn leave_queue(
+        &mut self,
+        session_id: SessionId,
+        resource: &Resource,
+        reason: WaitEnd,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) {
         let Some(queue) = self.queues.get_mut(resource) else { return };
         let Some(index) = queue.iter().position(|w| w.session_id == session_id) else { return };
         let Some(waiter) = queue.remove(index) else { return };
@@ -667,11 +685,22 @@ impl LockState {
             // the way until now).
             _ => self.unavailable(resource, now).or_else(|| {
                 let until = self.delayed_until(resource)?;
-                Some(DomainError::LockDelayed { resource: resource.clone(), until, queue_length: self.queue_len(resource) as u64 })
+                Some(DomainError::LockDelayed {
+                    resource: resource.clone(),
+                    until,
+                    queue_length: self.queue_len(resource) as u64,
+                })
             }),
         };
         let waited_ms = waited(waiter.since, now);
-        effects.push(Effect::LockWaitEnded { resource: resource.clone(), session_id, client_id, reason, waited_ms, blocked_by });
+        effects.push(Effect::LockWaitEnded {
+            resource: resource.clone(),
+            session_id,
+            client_id,
+            reason,
+            waited_ms,
+            blocked_by,
+        });
         // An exclusive waiter that left may have been all that kept shared ones behind it out.
         self.hand_off(resource, now, None, effects);
     }
@@ -710,7 +739,12 @@ impl LockState {
 
     /// The limit a shared request runs under: the resource's, if it has shared holders or
     /// waiters (a request naming another is refused), else the one it names (or none).
-    fn shared_limit(&self, resource: &Resource, mode: Mode, asked: Option<Limit>) -> Result<Option<Limit>, DomainError> {
+    fn shared_limit(
+        &self,
+        resource: &Resource,
+        mode: Mode,
+        asked: Option<Limit>,
+    ) -> Result<Option<Limit>, DomainError> {
         if mode != Mode::Shared {
             return Ok(None);
         }
@@ -748,7 +782,8 @@ impl LockState {
             Ok(session) => session,
         };
         if let Some(lock) = self.locks.get(resource).filter(|l| l.holders.contains_key(session_id)) {
-            let conflict = DomainError::ModeConflict { session_id: *session_id, resource: resource.clone(), held: lock.mode };
+            let conflict =
+                DomainError::ModeConflict { session_id: *session_id, resource: resource.clone(), held: lock.mode };
             return (lock.mode != Mode::Exclusive).then_some(conflict);
         }
         if session.waiting.contains(resource) {
@@ -770,7 +805,11 @@ impl LockState {
         }
         let queue_length = self.queue_len(resource) as u64;
         let until = *self.delays.get(resource)?;
-        (until > now || queue_length > 0).then(|| DomainError::LockDelayed { resource: resource.clone(), until, queue_length })
+        (until > now || queue_length > 0).then(|| DomainError::LockDelayed {
+            resource: resource.clone(),
+            until,
+            queue_length,
+        })
     }
 
     /// Whether `fence_token` is the token of a current holder of `resource` (Chubby's
@@ -913,7 +952,10 @@ impl LockState {
                     .into_iter()
                     .map(|(resource, l)| {
                         let hold = Hold { fence_token: l.fence_token, acquired_at: l.acquired_at, value: None };
-                        (resource, Lock { mode: Mode::Exclusive, limit: None, holders: BTreeMap::from([(l.holder, hold)]) })
+                        (
+                            resource,
+                            Lock { mode: Mode::Exclusive, limit: None, holders: BTreeMap::from([(l.holder, hold)]) },
+                        )
                     })
                     .collect();
                 SnapshotOwned {
@@ -990,7 +1032,11 @@ impl LockState {
                 Mode::Shared => count == 0 || lock.limit.is_some_and(|l| count > l.get()),
             };
             if too_many {
-                return Err(format!("lock {resource} ({}) has {count} holders, limit {:?}", lock.mode.as_str(), lock.limit));
+                return Err(format!(
+                    "lock {resource} ({}) has {count} holders, limit {:?}",
+                    lock.mode.as_str(),
+                    lock.limit
+                ));
             }
             for (id, hold) in &lock.holders {
                 let Some(holder) = self.sessions.get(id) else {
@@ -1003,7 +1049,10 @@ impl LockState {
                     return Err(format!("session {id} does not list its lock {resource}"));
                 }
                 if hold.fence_token.0 == 0 || hold.fence_token.0 > self.fence_counter {
-                    return Err(format!("lock {resource} has token {} beyond counter {}", hold.fence_token, self.fence_counter));
+                    return Err(format!(
+                        "lock {resource} has token {} beyond counter {}",
+                        hold.fence_token, self.fence_counter
+                    ));
                 }
                 if !tokens.insert(hold.fence_token) {
                     return Err(format!("token {} held twice", hold.fence_token));

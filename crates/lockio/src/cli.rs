@@ -183,6 +183,17 @@ pub enum LockCommand {
         /// The resource to look at.
         resource: String,
     },
+    /// Follow the changes to resources that start with PREFIX (every change without one): one
+    /// line each, `ID TYPE RESOURCE key=value...`, or with --json the event's JSON, until
+    /// interrupted. Starts with the recent history the node keeps, or after --after.
+    Watch {
+        /// Only resources whose name starts with this (e.g. `orders/`).
+        prefix: Option<String>,
+        /// Resume after this event id (INDEX.POSITION, as a line printed it): print only what
+        /// came after it.
+        #[arg(long)]
+        after: Option<String>,
+    },
 }
 
 /// `lockio exec`.
@@ -305,6 +316,24 @@ pub struct ServeArgs {
     /// Take a snapshot (and let the log be compacted) after this many log entries.
     #[arg(long, env = "LOCKIO_SNAPSHOT_EVERY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_every: u64,
+
+    /// How many recent events this node keeps for `GET /events`: a new subscriber's history,
+    /// and how far back a stream can resume with `after` (older asks get `compacted`).
+    #[arg(long, env = "LOCKIO_EVENT_HISTORY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub event_history: u64,
+
+    /// How often a quiet `GET /events` stream gets a `progress` event (for tests).
+    #[arg(long, env = "LOCKIO_PROGRESS_INTERVAL", default_value = "10s", value_parser = parse_interval, hide = true)]
+    pub progress_interval: Duration,
+}
+
+/// A positive duration like `10s` or `500ms`.
+fn parse_interval(raw: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(raw.trim()).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
 }
 
 /// The timing knobs, with defaults for a LAN (see README, "Timing").

@@ -39,13 +39,17 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow:
         .bind_to_node(args.id)
         .with_context(|| format!("cannot use the data directory {}", args.data_dir.display()))?;
     let metrics = crate::metrics::install().context("cannot install the metrics recorder")?;
-    let events = EventLog::new();
+    let events = EventLog::with_history(args.event_history as usize, args.progress_interval);
     let waits = Waits::default();
 
     let log_store = LogStore::new(store.clone());
     let state_machine =
         StateMachine::open(store, events.clone(), waits.clone()).context("cannot load the last snapshot")?;
     let view = state_machine.view();
+    // Openraft replays the log from the snapshot on: the events before it are not this node's.
+    if let Some(snapshot) = view.read().last_applied {
+        events.skipped_to(snapshot.index);
+    }
     let signals = Signals::new(log_store.committed_index());
     let peers = PeerClient::new();
     let timing = &args.timing;

@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 
 use lockio_core::{
-    Limit, LockValue,
-    Applied, ClientId, Command, DomainError, Effect, FenceToken, LockDelay, LockState, Mode, Outcome, Resource,
-    SessionId, Timeout, UnixMillis,
+    Applied, ClientId, Command, DomainError, Effect, FenceToken, Limit, LockDelay, LockState, LockValue, Mode, Outcome,
+    Resource, SessionId, Timeout, UnixMillis,
 };
 use proptest::prelude::*;
 

@@ -25,9 +25,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use lockio_core::{
-    Limit, LockValue,
-    Applied, ClientId, Command, DomainError, Effect, FenceToken, LockDelay, LockState, Mode, Outcome, Resource,
-    SessionId, SessionStatus, Timeout, UnixMillis,
+    Applied, ClientId, Command, DomainError, Effect, FenceToken, Limit, LockDelay, LockState, LockValue, Mode, Outcome,
+    Resource, SessionId, SessionStatus, Timeout, UnixMillis,
 };
 
 struct Script {
@@ -104,7 +103,8 @@ impl Script {
                 let resource = Resource::new(&args[0]).unwrap();
                 let token = FenceToken(opts["token"].parse().unwrap());
                 let (valid, holders) = self.state.fence_check(&resource, token);
-                let holders: Vec<String> = holders.iter().map(|g| format!("{}:{}", self.name(&g.session_id), g.fence_token)).collect();
+                let holders: Vec<String> =
+                    holders.iter().map(|g| format!("{}:{}", self.name(&g.session_id), g.fence_token)).collect();
                 format!("{} holders=[{}]", if valid { "valid" } else { "invalid" }, holders.join(","))
             }
             "queue" => {
@@ -208,7 +208,12 @@ impl Script {
                     },
                     Some(l) if l.mode == Mode::Exclusive => {
                         let g = &l.grants(&resource)[0];
-                        format!("held by {} token={} since={}", self.name(&g.session_id), g.fence_token, g.acquired_at.0)
+                        format!(
+                            "held by {} token={} since={}",
+                            self.name(&g.session_id),
+                            g.fence_token,
+                            g.acquired_at.0
+                        )
                     }
                     Some(l) => {
                         let holders: Vec<String> = l
@@ -229,8 +234,11 @@ impl Script {
                     .state
                     .locks()
                     .map(|(r, l)| {
-                        let holders: Vec<String> =
-                            l.grants(r).iter().map(|g| format!("{}:{}", self.name(&g.session_id), g.fence_token)).collect();
+                        let holders: Vec<String> = l
+                            .grants(r)
+                            .iter()
+                            .map(|g| format!("{}:{}", self.name(&g.session_id), g.fence_token))
+                            .collect();
                         format!("{r}:{}", holders.join("+"))
                     })
                     .collect();
@@ -331,7 +339,15 @@ impl Script {
             Err(DomainError::SessionExpired { session_id }) => {
                 format!("error SESSION_EXPIRED {}", self.name(&session_id))
             }
-            Err(DomainError::LockHeld { resource, holder, holder_client, fence_token, since, queue_length, holders_count }) => {
+            Err(DomainError::LockHeld {
+                resource,
+                holder,
+                holder_client,
+                fence_token,
+                since,
+                queue_length,
+                holders_count,
+            }) => {
                 let mut queue = if queue_length > 0 { format!(" queue={queue_length}") } else { String::new() };
                 if holders_count > 1 {
                     queue = format!(" holders={holders_count}{queue}");
@@ -352,7 +368,10 @@ impl Script {
                 format!("error MODE_CONFLICT {resource} by {} held={}", self.name(&session_id), held.as_str())
             }
             Err(DomainError::LimitMismatch { resource, limit }) => {
-                format!("error LIMIT_MISMATCH {resource} limit={}", limit.map_or("none".to_string(), |l| l.get().to_string()))
+                format!(
+                    "error LIMIT_MISMATCH {resource} limit={}",
+                    limit.map_or("none".to_string(), |l| l.get().to_string())
+                )
             }
             Err(DomainError::NotWaiting { session_id, resource }) => {
                 format!("error NOT_WAITING {resource} by {}", self.name(&session_id))

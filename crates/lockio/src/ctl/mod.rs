@@ -1,9 +1,11 @@
 //! The client commands of `lockio` (`status`, `session`, `lock`, `stats`, `cleanup`, `exec`):
-//! each makes a few `lockio-client` calls and prints through `output`. An error is one line on
-//! stderr and exit status 1. Knows nothing of the server's insides: it is a client like any other.
+//! each makes a few `lockio-client` calls and prints through `output` (`lock watch` prints as it
+//! goes, in `watch`). An error is one line on stderr and exit status 1. Knows nothing of the
+//! server's insides: it is a client like any other.
 
 mod exec;
 mod output;
+mod watch;
 
 use std::time::{Duration, SystemTime};
 
@@ -46,6 +48,7 @@ pub fn run(command: Command, leading: LeadingConnection) -> i32 {
         };
         let output = match action {
             Action::Exec(args) => return exec::run(client, args).await,
+            Action::Lock(LockCommand::Watch { prefix, after }) => return watch::run(client, prefix, after, json).await,
             Action::Status => status(&client).await,
             Action::Session(c) => session(&client, c).await,
             Action::Lock(c) => lock(&client, c).await,
@@ -114,6 +117,7 @@ async fn lock(client: &Client, command: LockCommand) -> Result<Option<Output>, E
             client.release(session_id.0, &resource, fence_token).await?;
             output::released(session_id.0, &resource, fence_token)
         }
+        LockCommand::Watch { .. } => unreachable!("a watch prints as it goes (`watch::run`)"),
         LockCommand::Status { resource } => {
             let status = client.lock_status(&resource).await?;
             // The holder's name, if the answer lacks it, is on its session; without it the

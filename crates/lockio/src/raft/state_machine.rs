@@ -182,6 +182,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         applied.replica = replica;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
+        drop(applied);
+        // The events up to the snapshot were never applied here one by one: the event log
+        // holds nothing before it, and a subscriber that asks for them is told so (`compacted`).
+        self.events.skipped_to(meta.last_log_id.map_or(0, |l| l.index));
         Ok(())
     }
 

@@ -100,7 +100,10 @@ pub enum Query {
     /// Held locks, by resource name.
     Locks(Listing),
     /// Whether a token is a current holder's (`POST /fence/check`).
-    FenceCheck { resource: Resource, fence_token: FenceToken },
+    FenceCheck {
+        resource: Resource,
+        fence_token: FenceToken,
+    },
 }
 
 /// Which rows of a listing to return.

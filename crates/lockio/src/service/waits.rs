@@ -166,9 +166,10 @@ mod tests {
                 session_id,
                 fence_token: FenceToken(token),
                 acquired_at: UnixMillis(5),
+                mode: Mode::Exclusive,
+                value: None,
             },
             client_id: ClientId::new("c").unwrap(),
-            mode: Mode::Exclusive,
             queued: true,
             waited_ms: 7,
         }

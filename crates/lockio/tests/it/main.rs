@@ -16,3 +16,4 @@ mod serve;
 mod shared;
 mod validation;
 mod waiting;
+mod watch;

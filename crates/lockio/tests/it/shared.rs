@@ -20,7 +20,8 @@ async fn status(base: &str, resource: &str) -> Value {
 }
 
 async fn release(base: &str, session: &str, resource: &str, token: &Value) -> Resp {
-    let r = call("DELETE", &format!("{base}/sessions/{session}/locks/{resource}"), Some(json!({"fence_token": token}))).await;
+    let r = call("DELETE", &format!("{base}/sessions/{session}/locks/{resource}"), Some(json!({"fence_token": token})))
+        .await;
     assert_eq!(r.status, 200, "release: {}", r.text);
     r
 }
@@ -33,7 +34,8 @@ async fn queue_length_is(base: &str, resource: &str, n: u64) {
 }
 
 async fn fence(base: &str, resource: &str, token: &Value) -> Value {
-    let r = call("POST", &format!("{base}/fence/check"), Some(json!({"resource": resource, "fence_token": token}))).await;
+    let r =
+        call("POST", &format!("{base}/fence/check"), Some(json!({"resource": resource, "fence_token": token}))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.body
 }
@@ -56,28 +58,49 @@ async fn readers_share_writers_wait_their_turn_and_nobody_starves() {
     assert_eq!((a.status, b.status), (201, 201), "{} {}", a.text, b.text);
     assert_ne!(a.body["fence_token"], b.body["fence_token"], "every grant has its own token");
     let s = status(&fb, "doc").await;
-    assert_eq!((s["mode"].clone(), s["holders_count"].clone(), s["locked"].clone()), (json!("shared"), json!(2), json!(true)), "{s}");
+    assert_eq!(
+        (s["mode"].clone(), s["holders_count"].clone(), s["locked"].clone()),
+        (json!("shared"), json!(2), json!(true)),
+        "{s}"
+    );
     assert_eq!(s["session_id"], json!(r1), "the top-level holder is the oldest: {s}");
     assert_eq!(s["holders"][0]["value"], "10.0.0.1:8080", "{s}");
     assert_eq!(s["holders"][1]["value"], Value::Null, "{s}");
     assert!(s.get("limit").is_none(), "no limit was asked for: {s}");
     // A re-acquire answers 200 with the same grant and keeps the first value.
     let again = take(&lb, &r1, "doc", json!({"mode": "shared", "value": "other"})).await;
-    assert_eq!((again.status, again.body["fence_token"].clone()), (200, a.body["fence_token"].clone()), "{}", again.text);
+    assert_eq!(
+        (again.status, again.body["fence_token"].clone()),
+        (200, a.body["fence_token"].clone()),
+        "{}",
+        again.text
+    );
     assert_eq!(status(&lb, "doc").await["holders"][0]["value"], "10.0.0.1:8080");
 
     // The writer is refused while readers hold it, then waits; a reader after it waits behind it.
     let refused = take(&lb, &w, "doc", json!({})).await;
-    assert_eq!((refused.status, refused.body["code"].clone(), refused.body["holders_count"].clone()), (409, json!("LOCK_HELD"), json!(2)));
+    assert_eq!(
+        (refused.status, refused.body["code"].clone(), refused.body["holders_count"].clone()),
+        (409, json!("LOCK_HELD"), json!(2))
+    );
     let writer = acquire(&fb, &w, "doc", json!({"wait": 30}));
     queue_length_is(&lb, "doc", 1).await;
     let reader = acquire(&lb, &late, "doc", json!({"mode": "shared", "wait": 30}));
     queue_length_is(&lb, "doc", 2).await;
     let s = status(&lb, "doc").await;
-    assert_eq!((s["waiters"][0]["mode"].clone(), s["waiters"][1]["mode"].clone()), (json!("exclusive"), json!("shared")), "{s}");
+    assert_eq!(
+        (s["waiters"][0]["mode"].clone(), s["waiters"][1]["mode"].clone()),
+        (json!("exclusive"), json!("shared")),
+        "{s}"
+    );
     // No upgrade or downgrade.
     let conflict = take(&lb, &r1, "doc", json!({})).await;
-    assert_eq!((conflict.status, conflict.body["code"].clone(), conflict.body["mode"].clone()), (409, json!("MODE_CONFLICT"), json!("shared")), "{}", conflict.text);
+    assert_eq!(
+        (conflict.status, conflict.body["code"].clone(), conflict.body["mode"].clone()),
+        (409, json!("MODE_CONFLICT"), json!("shared")),
+        "{}",
+        conflict.text
+    );
     let conflict = take(&lb, &w, "doc", json!({"mode": "shared", "wait": 5})).await;
     assert_eq!((conflict.status, conflict.body["code"].clone()), (409, json!("MODE_CONFLICT")), "{}", conflict.text);
 
@@ -111,7 +134,12 @@ async fn a_semaphore_admits_its_limit_and_lets_waiters_in_as_permits_return() {
     assert_eq!(a.status, 201, "{}", a.text);
     // Another limit is refused while the semaphore is in use; none takes the current one.
     let mismatch = take(&base, &sessions[1], "pool", shared(Some(3), 0)).await;
-    assert_eq!((mismatch.status, mismatch.body["code"].clone(), mismatch.body["limit"].clone()), (409, json!("LIMIT_MISMATCH"), json!(2)), "{}", mismatch.text);
+    assert_eq!(
+        (mismatch.status, mismatch.body["code"].clone(), mismatch.body["limit"].clone()),
+        (409, json!("LIMIT_MISMATCH"), json!(2)),
+        "{}",
+        mismatch.text
+    );
     let b = take(&base, &sessions[1], "pool", shared(None, 0)).await;
     assert_eq!(b.status, 201, "{}", b.text);
     let s = status(&base, "pool").await;
@@ -151,7 +179,10 @@ async fn a_fence_check_is_true_only_for_a_current_holders_token() {
     let check = fence(&fb, "guarded", &token).await;
     assert_eq!(check["valid"], true, "{check}");
     assert_eq!((check["resource"].clone(), check["fence_token"].clone()), (json!("guarded"), token.clone()));
-    assert_eq!((check["holders"][0]["session_id"].clone(), check["holders"][0]["value"].clone()), (json!(holder), json!("primary")));
+    assert_eq!(
+        (check["holders"][0]["session_id"].clone(), check["holders"][0]["value"].clone()),
+        (json!(holder), json!("primary"))
+    );
     let wrong = json!(token.as_u64().unwrap() + 1);
     assert_eq!(fence(&fb, "guarded", &wrong).await["valid"], false);
     assert_eq!(fence(&fb, "elsewhere", &token).await["valid"], false);

@@ -10,7 +10,8 @@ const $ = (id) => document.getElementById(id);
 let lastApplied = null; // [applied_index, time] for writes/s
 let refreshTimer = null;
 let refreshing = false;
-const seenEvents = new Set();
+const seenEvents = new Set(); // the ids of the changes shown
+let eventSource = null;
 let lastLocks = null; // the last GET /admin/locks answer, drawn again when a lock opens or closes
 const openLocks = new Map(); // resource -> its GET /admin/locks/{resource} answer (null: loading)
 let statsWaiters = false; // the stats carry a waiter count (then the listing's sum is not used)
@@ -268,10 +269,16 @@ function describe(e) {
 }
 
 function addEvent(msg) {
-  if (seenEvents.has(msg.lastEventId)) return;
-  seenEvents.add(msg.lastEventId);
   let e;
   try { e = JSON.parse(msg.data); } catch (_) { return; }
+  if (e.type === "progress") return;
+  // The node no longer holds what this page missed: start again from its recent history.
+  if (e.type === "compacted") { connectEvents(); return; }
+  // A change has an id (its place in the log); leader changes and reachability do not.
+  if (e.id) {
+    if (seenEvents.has(e.id)) return;
+    seenEvents.add(e.id);
+  }
   const at = new Date(e.at * 1000);
   const handoff = e.type === "lock_acquired" && e.queued === true;
   const attrs = { "data-type": e.type };
@@ -287,16 +294,36 @@ function addEvent(msg) {
   if (e.type === "leader_changed" || e.type.startsWith("node_")) refresh();
 }
 
+// The event stream, with the resource prefix typed in the events' filter box (if any). A
+// browser reconnects by itself, resuming after the last id; a stream the node refused or
+// closed for good is opened afresh.
 function connectEvents() {
-  const source = new EventSource("/events");
+  if (eventSource) eventSource.close();
+  seenEvents.clear();
+  $("events").replaceChildren();
+  const prefix = $("events-filter").value.trim();
+  const source = new EventSource("/events" + (prefix ? `?resource=${encodeURIComponent(prefix)}` : ""));
+  eventSource = source;
   source.onopen = () => { $("stream").textContent = "events: live"; $("stream").className = "pill on"; };
-  source.onerror = () => { $("stream").textContent = "events: reconnecting"; $("stream").className = "pill off"; };
+  source.onerror = () => {
+    $("stream").textContent = "events: reconnecting";
+    $("stream").className = "pill off";
+    if (source.readyState === EventSource.CLOSED) {
+      setTimeout(() => { if (eventSource === source) connectEvents(); }, 1000);
+    }
+  };
   source.onmessage = addEvent;
 }
 
 $("locks").tBodies[0].addEventListener("click", (ev) => {
   const row = ev.target.closest("tr.lock");
   if (row && !ev.target.closest("a")) toggleLock(row.dataset.resource);
+});
+
+let eventsFilterTimer = null;
+$("events-filter").addEventListener("input", () => {
+  clearTimeout(eventsFilterTimer);
+  eventsFilterTimer = setTimeout(connectEvents, 300);
 });
 
 let filterTimer = null;

@@ -213,3 +213,46 @@ async fn a_fence_check_is_true_only_for_a_current_holders_token() {
         assert_eq!((r.status, r.body["field"].clone()), (400, json!(field)), "{body}: {}", r.text);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readers_queued_behind_a_writer_are_let_in_together_when_it_leaves() {
+    let cluster = Cluster::start(1).await;
+    let base = cluster.base(1);
+    let writer = create_session(&base, "writer", 60).await;
+    let mut readers = Vec::new();
+    for i in 0..3 {
+        readers.push(create_session(&base, &format!("reader-{i}"), 60).await);
+    }
+    let second_writer = create_session(&base, "second-writer", 60).await;
+    let w = take(&base, &writer, "table", json!({})).await;
+    assert_eq!(w.status, 201, "{}", w.text);
+    // Three readers queue, then a second writer behind them.
+    let mut waiting = Vec::new();
+    for (i, r) in readers.iter().enumerate() {
+        waiting.push(acquire(&base, r, "table", json!({"mode": "shared", "wait": 30})));
+        queue_length_is(&base, "table", i as u64 + 1).await;
+    }
+    let last = acquire(&base, &second_writer, "table", json!({"wait": 30}));
+    queue_length_is(&base, "table", 4).await;
+    release(&base, &writer, "table", &w.body["fence_token"]).await;
+    // The run of readers at the head comes in at once, in one step; the writer behind waits.
+    let mut tokens = Vec::new();
+    for handle in waiting {
+        let r = handle.await.unwrap();
+        assert_eq!(r.status, 201, "{}", r.text);
+        tokens.push(r.body["fence_token"].as_u64().unwrap());
+    }
+    assert!(tokens.windows(2).all(|t| t[1] == t[0] + 1), "one token each, in queue order: {tokens:?}");
+    let s = status(&base, "table").await;
+    assert_eq!(
+        (s["mode"].clone(), s["holders_count"].clone(), s["queue_length"].clone()),
+        (json!("shared"), json!(3), json!(1)),
+        "{s}"
+    );
+    assert!(!last.is_finished(), "the second writer waits for all three readers");
+    for (r, t) in readers.iter().zip(&tokens) {
+        release(&base, r, "table", &json!(t)).await;
+    }
+    let l = last.await.unwrap();
+    assert_eq!((l.status, l.body["fence_token"].as_u64()), (201, Some(tokens[2] + 1)), "{}", l.text);
+}

@@ -11,14 +11,24 @@
 //!    (session, resource); no token in two `lock_acquired` entries of the replicated history;
 //!    and along the log, each granted token is higher than every earlier one.
 //! 2. **Real-time order.** Per resource: if an acquire was acknowledged before another acquire
-//!    was invoked, and they returned different tokens, the first token is the lower.
-//! 3. **Exclusive grants (replicated history).** In log order, per resource: no
-//!    `lock_acquired` while the previous grant has not ended by `lock_released`, or by a
-//!    `session_deleted`/`session_expired` listing it in `released`; an ending names exactly the
-//!    grant that is held; a session ends with no lock left held; no grant goes to a session
-//!    after it was deleted or expired; and replicas that reported the same entry agree on it.
+//!    was invoked, and they returned different tokens, the first token is the lower. (A shared
+//!    acquire answered 200 is a re-acquire that returns the session's earlier grant, so others
+//!    may have been granted since: it is left out.)
+//! 3. **Exclusive and shared grants (replicated history).** In log order, per resource, the
+//!    holders are the grants (`lock_acquired`, with its `mode`) not yet ended by
+//!    `lock_released` or by a `session_deleted`/`session_expired` listing them in `released`:
+//!    never an exclusive grant while any other grant is held; never a shared grant while an
+//!    exclusive one is held; never more shared holders than the resource's `limit` (the lowest
+//!    any shared request on it named: the workload's semaphores, an acquire's `limit`, a shared
+//!    `lock_waiting`'s); never a grant to a session that holds the resource already, or under
+//!    a token another holder has (every holder its own token); an ending names exactly a grant
+//!    that is held; a session ends with no lock left held; no grant goes to a session after it
+//!    was deleted or expired; and replicas that reported the same entry agree on it. From the
+//!    workload, too: no reader saw a write to the fenced store during its shared hold
+//!    (`WRITTEN_DURING_SHARED_HOLD`) unless its session had ended by then.
 //! 4. **Nothing acknowledged is lost.** Every acknowledged create, acquire, release and delete
-//!    appears in the replicated history and is reflected in the final state: a created session
+//!    appears in the replicated history and is reflected in the final state (a resource's
+//!    holders, all of them for a shared lock): a created session
 //!    still exists (live or expired) unless a delete of it was attempted (or it expired and
 //!    was forgotten, which happens an hour after the expiry); an acknowledged
 //!    delete left no session; an acquired lock is still held by that grant unless a release of
@@ -49,10 +59,17 @@
 //!    not ended, and whose deadline is not earlier than the grant's `at`.
 //! 9. **Waiters are granted in queue order.** No grant of a resource (from the queue or not)
 //!    while a waiter that joined earlier than the grantee (or any waiter, if the grantee was
-//!    not waiting) is still in the queue with its deadline not yet reached at the grant's `at`;
-//!    a `lock_wait_ended` ends a wait that is in the queue, and one for a `timeout` comes no
-//!    earlier than the waiter's deadline less the margin of check 5. (Every event carries the
-//!    time the state machine used for its command.)
+//!    not waiting) is still in the queue with its deadline not yet reached at the grant's `at`:
+//!    so no reader is granted ahead of an earlier writer still queued, even beside other
+//!    readers; a `lock_wait_ended` ends a wait that is in the queue, and one for a `timeout`
+//!    comes no earlier than the waiter's deadline less the margin of check 5. (Every event
+//!    carries the time the state machine used for its command.) And no waiter is left at the
+//!    head of a queue that admits it: after each log entry, for each resource it changed, the
+//!    head of the queue, if its session is live and its deadline later than the entry's time,
+//!    does not fit beside the holders (an exclusive waiter fits only a free resource, a shared
+//!    one a free one or shared holders under the limit). So a run of shared waiters at the
+//!    head is granted together, up to the limit, and an exclusive waiter behind shared
+//!    holders waits (check 3 catches it if it does not).
 //! 10. **No waiter outlives its session.** No `lock_waiting` for a session after it ended, and
 //!    no session ends while still in a queue (its waits end first, in the same entry). At the
 //!    end, no resource lists a waiter whose session ended in the history before the final
@@ -81,8 +98,8 @@ pub enum SessionFinal {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FinalState {
     pub fence_counter: u64,
-    /// The holder of every resource the workload used.
-    pub locks: BTreeMap<Resource, Option<(SessionId, FenceToken)>>,
+    /// The holders of every resource the workload used (none if free; several if shared).
+    pub locks: BTreeMap<Resource, Vec<(SessionId, FenceToken)>>,
     /// Every session a client was told it created, and every session listed as a waiter.
     pub sessions: BTreeMap<SessionId, SessionFinal>,
     /// The waiters of every resource the workload used, in queue order, and the resource's
@@ -108,6 +125,8 @@ pub struct Evidence {
     pub final_state: FinalState,
     /// Unix time at run time 0.
     pub started_unix: f64,
+    /// The workload's semaphores and their limits.
+    pub semaphores: BTreeMap<Resource, u64>,
 }
 
 /// Tolerances of the checks.
@@ -142,14 +161,13 @@ pub struct CheckResult {
 /// Runs every check.
 pub fn check(ev: &Evidence, limits: Limits) -> Vec<CheckResult> {
     let events = in_log_order(&ev.events);
+    let semaphores = semaphore_limits(ev);
+    let mut exclusivity = exclusive_grants(&events, &ev.disagreements, &semaphores);
+    exclusivity.extend(reads_overlapped(ev, &events, limits.expiry_margin));
     vec![
         CheckResult { number: 1, name: "unique fence tokens", violations: unique_tokens(&ev.ops, &events) },
         CheckResult { number: 2, name: "real-time token order", violations: real_time_order(&ev.ops) },
-        CheckResult {
-            number: 3,
-            name: "exclusive grants in the replicated history",
-            violations: exclusive_grants(&events, &ev.disagreements),
-        },
+        CheckResult { number: 3, name: "exclusive and shared grants, limits", violations: exclusivity },
         CheckResult { number: 4, name: "no acknowledged write lost", violations: nothing_lost(ev, &events) },
         CheckResult {
             number: 5,
@@ -170,7 +188,7 @@ pub fn check(ev: &Evidence, limits: Limits) -> Vec<CheckResult> {
         CheckResult {
             number: 9,
             name: "waiters granted in queue order",
-            violations: queue_order(&events, limits.expiry_margin),
+            violations: queue_order(&events, &semaphores, limits.expiry_margin),
         },
         CheckResult {
             number: 10,
@@ -178,6 +196,33 @@ pub fn check(ev: &Evidence, limits: Limits) -> Vec<CheckResult> {
             violations: no_orphan_waiters(&events, &ev.final_state),
         },
     ]
+}
+
+/// Whether an event is about a shared grant or waiter (`"mode": "shared"`); otherwise exclusive.
+fn is_shared(e: &Applied) -> bool {
+    e.mode.as_deref() == Some("shared")
+}
+
+/// The most shared holders each resource may have: the lowest limit any shared request on it
+/// named (see check 3). Resources without one have no limit.
+pub fn semaphore_limits(ev: &Evidence) -> HashMap<Resource, u64> {
+    let mut out: HashMap<Resource, u64> = ev.semaphores.iter().map(|(r, l)| (r.clone(), *l)).collect();
+    let named = ev
+        .ops
+        .iter()
+        .filter(|o| o.kind == OpKind::Acquire && o.shared && o.may_have_applied())
+        .filter_map(|o| Some((o.resource.as_ref()?, o.limit?)))
+        .chain(
+            ev.events
+                .iter()
+                .filter(|e| e.change == Change::LockWaiting && is_shared(e))
+                .filter_map(|e| Some((e.resource.as_ref()?, e.limit?))),
+        );
+    for (resource, limit) in named {
+        let known = out.entry(resource.clone()).or_insert(limit);
+        *known = (*known).min(limit);
+    }
+    out
 }
 
 fn in_log_order(events: &[Applied]) -> Vec<&Applied> {
@@ -236,7 +281,7 @@ fn unique_tokens(ops: &[Op], events: &[&Applied]) -> Vec<Violation> {
 fn real_time_order(ops: &[Op]) -> Vec<Violation> {
     let mut out = Vec::new();
     let mut per_resource: BTreeMap<&Resource, Vec<&Op>> = BTreeMap::new();
-    for (op, _, resource, _) in granted(ops) {
+    for (op, _, resource, _) in granted(ops).filter(|(o, ..)| !(o.shared && o.status == Some(200))) {
         per_resource.entry(resource).or_default().push(op);
     }
     for (resource, grants) in per_resource {
@@ -271,11 +316,84 @@ fn real_time_order(ops: &[Op]) -> Vec<Violation> {
     out
 }
 
-fn exclusive_grants(events: &[&Applied], disagreements: &[String]) -> Vec<Violation> {
+/// A grant held, as the replicated history tells it.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    session: SessionId,
+    token: FenceToken,
+    shared: bool,
+    /// The log index of its grant.
+    index: u64,
+}
+
+impl Held {
+    fn describe(&self) -> String {
+        let mode = if self.shared { "shared" } else { "exclusive" };
+        format!("{mode} token {} (session {}, index {})", self.token, self.session, self.index)
+    }
+}
+
+fn describe_all(held: &[Held]) -> String {
+    if held.is_empty() {
+        return "none".to_string();
+    }
+    held.iter().map(Held::describe).collect::<Vec<_>>().join(", ")
+}
+
+/// Every resource's holders along the log, and the resources each session holds.
+#[derive(Default)]
+struct Holders {
+    of: HashMap<Resource, Vec<Held>>,
+    held_by: HashMap<SessionId, BTreeSet<Resource>>,
+}
+
+impl Holders {
+    fn of(&self, resource: &Resource) -> &[Held] {
+        self.of.get(resource).map_or(&[], Vec::as_slice)
+    }
+
+    fn add(&mut self, resource: &Resource, held: Held) {
+        self.of.entry(resource.clone()).or_default().push(held);
+        self.held_by.entry(held.session).or_default().insert(resource.clone());
+    }
+
+    /// Ends the grant (`session`, `token`) of `resource`: false if no such grant is held.
+    fn end(&mut self, resource: &Resource, session: SessionId, token: FenceToken) -> bool {
+        let Some(holders) = self.of.get_mut(resource) else { return false };
+        let Some(place) = holders.iter().position(|h| (h.session, h.token) == (session, token)) else { return false };
+        holders.remove(place);
+        if let Some(held) = self.held_by.get_mut(&session) {
+            held.remove(resource);
+        }
+        true
+    }
+
+    /// Ends everything `session` still holds, returning it.
+    fn end_all(&mut self, session: SessionId) -> Vec<(Resource, Held)> {
+        let mut out = Vec::new();
+        for resource in self.held_by.remove(&session).unwrap_or_default() {
+            if let Some(holders) = self.of.get_mut(&resource) {
+                holders.retain(|h| {
+                    let mine = h.session == session;
+                    if mine {
+                        out.push((resource.clone(), *h));
+                    }
+                    !mine
+                });
+            }
+        }
+        out
+    }
+}
+
+fn exclusive_grants(
+    events: &[&Applied],
+    disagreements: &[String],
+    semaphores: &HashMap<Resource, u64>,
+) -> Vec<Violation> {
     let mut out: Vec<Violation> =
         disagreements.iter().map(|d| violation(format!("replicas disagree: {d}"), vec![], vec![])).collect();
-    let mut holder: HashMap<Resource, (SessionId, FenceToken, u64)> = HashMap::new();
-    let mut held_by: HashMap<SessionId, BTreeSet<Resource>> = HashMap::new();
+    let mut holders = Holders::default();
     let mut ended: HashMap<SessionId, (Change, u64)> = HashMap::new();
     for e in events {
         let (Some(session), index) = (e.session, e.index) else { continue };
@@ -283,37 +401,57 @@ fn exclusive_grants(events: &[&Applied], disagreements: &[String]) -> Vec<Violat
             Change::SessionCreated | Change::LockWaiting | Change::LockWaitEnded => {}
             Change::LockAcquired => {
                 let (Some(resource), Some(token)) = (e.resource.clone(), e.fence_token) else { continue };
+                let shared = is_shared(e);
+                let grant = format!(
+                    "{} token {token} on {resource} granted at index {index} to session {session}",
+                    if shared { "shared" } else { "exclusive" }
+                );
                 if let Some((how, at)) = ended.get(&session) {
                     out.push(violation(
-                        format!("token {token} on {resource} granted at index {index} to session {session}, which ended ({how:?}) at index {at}"),
+                        format!("{grant}, which ended ({how:?}) at index {at}"),
                         vec![],
                         vec![*at, index],
                     ));
                 }
-                if let Some((s, t, at)) = holder.get(&resource) {
-                    out.push(violation(
-                        format!("token {token} on {resource} granted at index {index} while token {t} (session {s}, index {at}) was still held"),
-                        vec![],
-                        vec![*at, index],
-                    ));
+                let held = holders.of(&resource);
+                let mut conflict = |message: String, with: &Held| {
+                    out.push(violation(format!("{grant} {message}"), vec![], vec![with.index, index]))
+                };
+                if let Some(h) = held.iter().find(|h| h.session == session) {
+                    conflict(format!("while that session already held it ({})", h.describe()), h);
+                } else if let Some(h) = held.iter().find(|h| h.token == token) {
+                    conflict(format!("under the token of another holder ({})", h.describe()), h);
+                } else if let Some(h) = held.iter().find(|h| !shared || !h.shared) {
+                    conflict(format!("while {} held it: {}", held.len(), describe_all(held)), h);
+                } else if let Some(limit) = semaphores.get(&resource).filter(|l| held.len() as u64 >= **l) {
+                    conflict(
+                        format!(
+                            "beside {} shared holders, over its limit of {limit}: {}",
+                            held.len(),
+                            describe_all(held)
+                        ),
+                        &held[0],
+                    );
                 }
-                holder.insert(resource.clone(), (session, token, index));
-                held_by.entry(session).or_default().insert(resource);
+                holders.add(&resource, Held { session, token, shared, index });
             }
             Change::LockReleased => {
                 let (Some(resource), Some(token)) = (e.resource.clone(), e.fence_token) else { continue };
-                release(&mut out, &mut holder, &mut held_by, session, &resource, token, index);
+                release(&mut out, &mut holders, session, &resource, token, index);
             }
             Change::SessionDeleted | Change::SessionExpired => {
                 for (resource, token) in &e.released {
-                    release(&mut out, &mut holder, &mut held_by, session, resource, *token, index);
+                    release(&mut out, &mut holders, session, resource, *token, index);
                 }
-                for resource in held_by.remove(&session).unwrap_or_default() {
-                    let (_, token, at) = holder.remove(&resource).expect("held_by mirrors holder");
+                for (resource, h) in holders.end_all(session) {
                     out.push(violation(
-                        format!("session {session} ended ({:?}) at index {index} but kept token {token} on {resource} (granted at index {at})", e.change),
+                        format!(
+                            "session {session} ended ({:?}) at index {index} but kept {} on {resource}",
+                            e.change,
+                            h.describe()
+                        ),
                         vec![],
-                        vec![at, index],
+                        vec![h.index, index],
                     ));
                 }
                 ended.entry(session).or_insert((e.change, index));
@@ -323,31 +461,59 @@ fn exclusive_grants(events: &[&Applied], disagreements: &[String]) -> Vec<Violat
     out
 }
 
-/// Ends the grant (`session`, `resource`, `token`), which must be the one held.
+/// Ends the grant (`session`, `resource`, `token`), which must be one that is held.
 fn release(
     out: &mut Vec<Violation>,
-    holder: &mut HashMap<Resource, (SessionId, FenceToken, u64)>,
-    held_by: &mut HashMap<SessionId, BTreeSet<Resource>>,
+    holders: &mut Holders,
     session: SessionId,
     resource: &Resource,
     token: FenceToken,
     index: u64,
 ) {
-    match holder.get(resource) {
-        Some((s, t, _)) if (*s, *t) == (session, token) => {
-            holder.remove(resource);
-            if let Some(held) = held_by.get_mut(&session) {
-                held.remove(resource);
-            }
-        }
-        other => out.push(violation(
+    if !holders.end(resource, session, token) {
+        let held = holders.of(resource);
+        let mut indexes: Vec<u64> = held.iter().map(|h| h.index).collect();
+        indexes.push(index);
+        out.push(violation(
             format!(
-                "index {index} released token {token} on {resource} of session {session}, but the holder was {other:?}"
+                "index {index} released token {token} on {resource} of session {session}, but the holders were: {}",
+                describe_all(held)
             ),
             vec![],
-            other.map(|(_, _, at)| vec![*at, index]).unwrap_or_else(|| vec![index]),
-        )),
+            indexes,
+        ));
     }
+}
+
+/// Check 3 from the workload's side: a reader that saw the fenced store written during its
+/// shared hold, while its session had not ended (by leader time, within `margin`).
+fn reads_overlapped(ev: &Evidence, events: &[&Applied], margin: f64) -> Vec<Violation> {
+    let mut ended: HashMap<SessionId, f64> = HashMap::new();
+    for e in events.iter().filter(|e| matches!(e.change, Change::SessionDeleted | Change::SessionExpired)) {
+        if let Some(s) = e.session {
+            ended.entry(s).or_insert(e.at - ev.started_unix);
+        }
+    }
+    ev.ops
+        .iter()
+        .filter(|o| o.kind == OpKind::StoreRead && o.error.as_deref() == Some("WRITTEN_DURING_SHARED_HOLD"))
+        .filter(|o| o.session.is_none_or(|s| ended.get(&s).is_none_or(|at| *at > o.complete + margin)))
+        .map(|o| {
+            violation(
+                format!(
+                    "a reader ({}, session {}) saw the fenced store of {} written during its shared hold under token {} ({:.3}s to {:.3}s)",
+                    o.client,
+                    o.session.map_or("?".to_string(), |s| s.to_string()),
+                    o.resource.as_ref().map_or("?".to_string(), |r| r.to_string()),
+                    o.fence_token.map_or(0, |t| t.0),
+                    o.invoke,
+                    o.complete
+                ),
+                vec![o.id],
+                vec![],
+            )
+        })
+        .collect()
 }
 
 fn nothing_lost(ev: &Evidence, events: &[&Applied]) -> Vec<Violation> {
@@ -376,7 +542,7 @@ fn nothing_lost(ev: &Evidence, events: &[&Applied]) -> Vec<Violation> {
         }
     }
     let final_session = |s: &SessionId| fin.sessions.get(s).copied().unwrap_or(SessionFinal::Absent);
-    let final_holder = |r: &Resource| fin.locks.get(r).cloned().flatten();
+    let holds = |r: &Resource, s: SessionId, t: FenceToken| fin.locks.get(r).is_some_and(|h| h.contains(&(s, t)));
     for op in ev.ops.iter().filter(|o| o.ok()) {
         let Some(session) = op.session else { continue };
         let (change, key, lost) = match (op.kind, op.resource.clone(), op.fence_token) {
@@ -396,7 +562,7 @@ fn nothing_lost(ev: &Evidence, events: &[&Applied]) -> Vec<Violation> {
                 (Change::SessionDeleted, (None, None), (now != SessionFinal::Absent).then_some(message))
             }
             (OpKind::Acquire, Some(resource), Some(token)) => {
-                let explained = final_holder(&resource) == Some((session, token))
+                let explained = holds(&resource, session, token)
                     || release_attempted.contains(&(session, resource.clone(), token))
                     || delete_attempted.contains(&session)
                     || expired.contains(&session)
@@ -407,7 +573,7 @@ fn nothing_lost(ev: &Evidence, events: &[&Applied]) -> Vec<Violation> {
                 (Change::LockAcquired, (Some(resource), Some(token)), (!explained).then_some(message))
             }
             (OpKind::Release, Some(resource), Some(token)) => {
-                let still = final_holder(&resource) == Some((session, token));
+                let still = holds(&resource, session, token);
                 let message = format!("token {token} on {resource} was released but is still held at the end");
                 (Change::LockReleased, (Some(resource), Some(token)), still.then_some(message))
             }
@@ -426,13 +592,14 @@ fn nothing_lost(ev: &Evidence, events: &[&Applied]) -> Vec<Violation> {
     }
     // Locks held at the end come from grants in the history.
     for (resource, held) in &fin.locks {
-        let Some((session, token)) = held else { continue };
-        if !history.contains(&(Change::LockAcquired, *session, Some(resource.clone()), Some(*token))) {
-            out.push(violation(
-                format!("{resource} is held at the end by token {token} of {session}, which was never granted"),
-                vec![],
-                vec![],
-            ));
+        for (session, token) in held {
+            if !history.contains(&(Change::LockAcquired, *session, Some(resource.clone()), Some(*token))) {
+                out.push(violation(
+                    format!("{resource} is held at the end by token {token} of {session}, which was never granted"),
+                    vec![],
+                    vec![],
+                ));
+            }
         }
     }
     let returned = granted(&ev.ops).map(|(op, _, _, t)| (t, op.id)).max();
@@ -574,11 +741,13 @@ struct Waiter {
     joined: Key,
     /// From its latest `lock_waiting`, leader time.
     deadline: f64,
+    shared: bool,
 }
 
 impl Waiter {
     fn describe(&self) -> String {
-        format!("{} (joined at index {}, deadline {:.3})", self.session, self.joined.0, self.deadline)
+        let mode = if self.shared { "shared" } else { "exclusive" };
+        format!("{mode} {} (joined at index {}, deadline {:.3})", self.session, self.joined.0, self.deadline)
     }
 }
 
@@ -588,6 +757,10 @@ impl Waiter {
 struct Queues {
     waiting: HashMap<Resource, Vec<Waiter>>,
     ended: HashMap<SessionId, (Change, u64)>,
+    /// Each resource's holders: session, and whether shared.
+    holders: HashMap<Resource, Vec<(SessionId, bool)>>,
+    /// The resources changed since `take_touched`, with the latest time stamp of a change.
+    touched: BTreeMap<Resource, f64>,
 }
 
 impl Queues {
@@ -616,8 +789,16 @@ impl Queues {
         Some(queue.remove(place))
     }
 
+    fn touch(&mut self, resource: &Resource, at: f64) {
+        let latest = self.touched.entry(resource.clone()).or_insert(at);
+        *latest = latest.max(at);
+    }
+
     fn apply(&mut self, e: &Applied) {
         let Some(session) = e.session else { return };
+        if let Some(resource) = &e.resource {
+            self.touch(resource, e.at);
+        }
         match (e.change, &e.resource) {
             (Change::LockWaiting, Some(resource)) => {
                 // A wait of an ended session is check 10's; it takes no place here.
@@ -628,20 +809,68 @@ impl Queues {
                 let queue = self.waiting.entry(resource.clone()).or_default();
                 match queue.iter_mut().find(|w| w.session == session) {
                     Some(w) => w.deadline = deadline,
-                    None => queue.push(Waiter { session, joined: e.key(), deadline }),
+                    None => queue.push(Waiter { session, joined: e.key(), deadline, shared: is_shared(e) }),
                 }
             }
-            (Change::LockWaitEnded | Change::LockAcquired, Some(resource)) => {
+            (Change::LockWaitEnded, Some(resource)) => {
                 self.remove(resource, session);
             }
+            (Change::LockAcquired, Some(resource)) => {
+                self.remove(resource, session);
+                self.holders.entry(resource.clone()).or_default().push((session, is_shared(e)));
+            }
+            (Change::LockReleased, Some(resource)) => {
+                if let Some(holders) = self.holders.get_mut(resource) {
+                    holders.retain(|(s, _)| *s != session);
+                }
+            }
             (Change::SessionDeleted | Change::SessionExpired, _) => {
-                for queue in self.waiting.values_mut() {
-                    queue.retain(|w| w.session != session);
+                let mut changed: Vec<Resource> = Vec::new();
+                for (resource, queue) in &mut self.waiting {
+                    if queue.iter().any(|w| w.session == session) {
+                        queue.retain(|w| w.session != session);
+                        changed.push(resource.clone());
+                    }
+                }
+                for (resource, holders) in &mut self.holders {
+                    if holders.iter().any(|(s, _)| *s == session) {
+                        holders.retain(|(s, _)| *s != session);
+                        changed.push(resource.clone());
+                    }
+                }
+                for resource in changed {
+                    self.touch(&resource, e.at);
                 }
                 self.ended.entry(session).or_insert((e.change, e.index));
             }
             _ => {}
         }
+    }
+
+    /// The resources changed since the last call, with the time of their latest change.
+    fn take_touched(&mut self) -> BTreeMap<Resource, f64> {
+        std::mem::take(&mut self.touched)
+    }
+
+    /// The head of `resource`'s queue if the holders admit it (see check 9), its session is
+    /// live and its deadline is later than `at`: a waiter the service should have granted.
+    fn admitted_head(&self, resource: &Resource, at: f64, limit: Option<u64>) -> Option<&Waiter> {
+        let head = self.queue(resource).first()?;
+        let holders = self.holders.get(resource).map_or(&[][..], Vec::as_slice);
+        let fits = holders.is_empty()
+            || (head.shared
+                && holders.iter().all(|(_, shared)| *shared)
+                && limit.is_none_or(|l| (holders.len() as u64) < l));
+        (fits && head.deadline > at && !self.ended.contains_key(&head.session)).then_some(head)
+    }
+
+    fn holders_of(&self, resource: &Resource) -> String {
+        let holders = self.holders.get(resource).map_or(&[][..], Vec::as_slice);
+        if holders.is_empty() {
+            return "no holder".to_string();
+        }
+        let shared = holders.iter().filter(|(_, s)| *s).count();
+        format!("{} holders ({shared} shared)", holders.len())
     }
 }
 
@@ -680,12 +909,17 @@ fn queue_grants(events: &[&Applied]) -> Vec<Violation> {
     out
 }
 
-fn queue_order(events: &[&Applied], margin: f64) -> Vec<Violation> {
+fn queue_order(events: &[&Applied], semaphores: &HashMap<Resource, u64>, margin: f64) -> Vec<Violation> {
     let mut out = Vec::new();
     let mut queues = Queues::default();
-    for e in events {
+    for (i, e) in events.iter().enumerate() {
+        // After the last change of each entry: no head left waiting that its resource admits.
+        let entry_ends = events.get(i + 1).is_none_or(|next| next.index != e.index);
         let (Some(session), Some(resource)) = (e.session, &e.resource) else {
             queues.apply(e);
+            if entry_ends {
+                held_back(&mut out, &mut queues, e.index, semaphores);
+            }
             continue;
         };
         match e.change {
@@ -695,13 +929,15 @@ fn queue_order(events: &[&Applied], margin: f64) -> Vec<Violation> {
                 let ahead = &queue[..place.unwrap_or(queue.len())];
                 // A waiter whose deadline has come may be skipped before the sweep removes it.
                 if let Some(w) = ahead.iter().find(|w| w.deadline > e.at) {
+                    let mode = if is_shared(e) { "shared" } else { "exclusive" };
                     let grantee = match place {
                         Some(p) => format!("waiter {}", queue[p].describe()),
-                        None => format!("session {session}, which was not waiting"),
+                        None => format!("{mode} session {session}, which was not waiting"),
                     };
+                    let what = if is_shared(e) && !w.shared { " (a reader ahead of a queued writer)" } else { "" };
                     out.push(violation(
                         format!(
-                            "{resource} granted at index {} (at {:.3}, token {}) to {grantee}, while {} was still waiting ahead",
+                            "{resource} granted at index {} (at {:.3}, token {}) to {grantee}, while {} was still waiting ahead{what}",
                             e.index,
                             e.at,
                             e.fence_token.map_or(0, |t| t.0),
@@ -736,8 +972,34 @@ fn queue_order(events: &[&Applied], margin: f64) -> Vec<Violation> {
             _ => {}
         }
         queues.apply(e);
+        if entry_ends {
+            held_back(&mut out, &mut queues, e.index, semaphores);
+        }
     }
     out
+}
+
+/// At the end of log entry `index`: every resource the entry changed whose queue has a head
+/// its holders admit (a violation of check 9's last rule).
+fn held_back(out: &mut Vec<Violation>, queues: &mut Queues, index: u64, semaphores: &HashMap<Resource, u64>) {
+    for (resource, at) in queues.take_touched() {
+        if let Some(head) = queues.admitted_head(&resource, at, semaphores.get(&resource).copied()) {
+            let what = if head.shared && queues.holders.get(&resource).is_some_and(|h| !h.is_empty()) {
+                "a shared waiter left out of the shared holders' batch"
+            } else {
+                "the head of the queue left waiting"
+            };
+            out.push(violation(
+                format!(
+                    "after index {index} (at {at:.3}), {resource} has {} and admits its head {}, but it was not granted: {what}",
+                    queues.holders_of(&resource),
+                    head.describe()
+                ),
+                vec![],
+                vec![head.joined.0, index],
+            ));
+        }
+    }
 }
 
 fn no_orphan_waiters(events: &[&Applied], fin: &FinalState) -> Vec<Violation> {

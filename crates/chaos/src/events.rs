@@ -3,11 +3,14 @@
 //! Every node applies the same log, so an applied event (one with a log `index`) seen from any
 //! node is the same replicated fact. The collector follows all three nodes from the start of
 //! the run and reconnects whenever a stream ends (a node was killed and restarted), so together
-//! the streams cover every applied change even though each node keeps only its last 500 events
-//! for a new subscriber, and even though a restarted node re-emits what it replays. Events are
-//! deduplicated by (index, position): one entry carries a batch of commands, and `position`
-//! orders its changes the same way on every node. The same key reported differently by two
-//! nodes is a disagreement between replicas, kept for the checker.
+//! the streams cover every applied change even though each node keeps only its last 10,000
+//! events for a new subscriber (a stream that falls further behind gets `compacted` and is
+//! closed, never silently skips), and even though a restarted node re-emits what it replays.
+//! Events are deduplicated by (index, position), which is also their SSE id
+//! (`INDEX.POSITION`): one entry carries a batch of commands, and `position` orders its changes
+//! the same way on every node. `compacted` and `progress` are not changes and are ignored. The
+//! same key reported differently by two nodes is a disagreement between replicas, kept for the
+//! checker.
 //!
 //! Observing only: nothing the collector sees steers the workload or the nemesis.
 
@@ -80,8 +83,12 @@ pub struct Applied {
     /// Lock acquired: handed to the head of the resource's queue (`"queued": true`), in the
     /// entry that freed the lock.
     pub queued: bool,
-    /// Lock acquired or waiting: the mode (`"exclusive"`).
+    /// Lock acquired or waiting: the mode (`"exclusive"` or `"shared"`).
     pub mode: Option<String>,
+    /// Lock acquired: the value stored with the grant.
+    pub value: Option<String>,
+    /// Lock waiting: a shared waiter's `limit` (a semaphore's).
+    pub limit: Option<u64>,
     /// Lock acquired or wait ended: how long the session waited, seconds.
     pub waited: Option<f64>,
     /// Lock waiting: when the wait began and its deadline, leader time (Unix seconds).
@@ -114,6 +121,7 @@ pub struct Note {
 
 /// What an event's JSON is.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // short-lived: parsed, then moved into `Seen`
 pub enum Parsed {
     Applied(Applied),
     Note { at: f64, what: String },
@@ -169,6 +177,8 @@ pub fn parse(v: &Value) -> Option<Parsed> {
         released,
         queued: v["queued"].as_bool().unwrap_or(false),
         mode: v["mode"].as_str().map(str::to_string),
+        value: v["value"].as_str().map(str::to_string),
+        limit: v["limit"].as_u64(),
         waited: v["waited"].as_f64(),
         since: v["since"].as_f64(),
         deadline: v["deadline"].as_f64(),
@@ -412,6 +422,14 @@ mod tests {
             json!({"type": "lock_acquired", "index": 14, "at": 9.0, "resource": "r", "session_id": sid, "fence_token": 10}),
         );
         assert!(!direct.queued, "a grant without the new fields is a direct one");
+        let reader =
+            applied(json!({"type": "lock_waiting", "index": 15, "at": 9.5, "resource": "s", "session_id": sid,
+            "client_id": "c", "mode": "shared", "limit": 2, "since": 9.5, "deadline": 10.5, "queue_length": 1}));
+        assert_eq!((reader.mode.as_deref(), reader.limit), (Some("shared"), Some(2)));
+        let permit =
+            applied(json!({"type": "lock_acquired", "index": 16, "at": 9.6, "resource": "s", "session_id": sid,
+            "fence_token": 11, "mode": "shared", "value": "10.0.0.7:80", "queued": false}));
+        assert_eq!((permit.mode.as_deref(), permit.value.as_deref()), (Some("shared"), Some("10.0.0.7:80")));
     }
 
     #[test]
@@ -429,6 +447,8 @@ mod tests {
             released: vec![],
             queued: false,
             mode: None,
+            value: None,
+            limit: None,
             waited: None,
             since: None,
             deadline: None,

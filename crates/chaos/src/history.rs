@@ -21,8 +21,13 @@ pub enum OpKind {
     Keepalive,
     Acquire,
     Release,
-    /// A write to the fenced store, made while the client believed it held the resource.
+    /// A write to the fenced store, made while the client believed it held the resource
+    /// exclusively.
     StoreWrite,
+    /// A shared holder's look at the fenced store: read at the start and the end of its hold,
+    /// failed if a write came in between (an exclusive grant overlapping the shared one) or if
+    /// a later grant's token had already reached the store.
+    StoreRead,
 }
 
 impl OpKind {
@@ -34,6 +39,7 @@ impl OpKind {
             OpKind::Acquire => "acquire",
             OpKind::Release => "release",
             OpKind::StoreWrite => "store_write",
+            OpKind::StoreRead => "store_read",
         }
     }
 }
@@ -52,7 +58,7 @@ pub enum Outcome {
 pub struct Op {
     /// Position in the history, in completion order.
     pub id: usize,
-    /// Which workload client made it (`lock-3`, `keeper-3`, `churn-1`, `probe`).
+    /// Which workload client made it (`lock-3`, `keeper-3`, `churn-1`, `shared-0`, `probe`).
     pub client: String,
     /// The node it was sent to (1-based); 0 for the fenced store.
     pub node: u8,
@@ -66,6 +72,10 @@ pub struct Op {
     /// Acquire that waits in the resource's queue: the `wait` asked for, in seconds (`None` for
     /// a try-lock).
     pub wait_secs: Option<u64>,
+    /// Acquire: asked for a shared grant (`"mode": "shared"`); otherwise exclusive.
+    pub shared: bool,
+    /// Acquire: the `limit` asked for (a semaphore's).
+    pub limit: Option<u64>,
     /// Seconds since the run started.
     pub invoke: f64,
     pub complete: f64,
@@ -139,6 +149,8 @@ pub fn op(client: &str, node: u8, kind: OpKind, invoke: f64) -> Op {
         fence_token: None,
         timeout_secs: None,
         wait_secs: None,
+        shared: false,
+        limit: None,
         invoke,
         complete: invoke,
         outcome: Outcome::Unknown,

@@ -47,11 +47,18 @@ struct Config {
     #[arg(long, env = "LOCKIO_CHAOS_LOCKIO")]
     lockio: Option<PathBuf>,
     /// Clients that hold a kept-alive session and cycle acquire, fenced write, release.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 6)]
     lock_clients: usize,
     /// How many of the lock clients wait in the resource's queue instead of trying and polling.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 3)]
     waiting_clients: usize,
+    /// Clients with a kept-alive session that read (shared) or write (exclusive) one resource,
+    /// `rw-0`, and take permits of one semaphore, `sem-0`, by try-locks and waits.
+    #[arg(long, default_value_t = 4)]
+    shared_clients: usize,
+    /// The number of permits of `sem-0` (the `limit` its shared acquires name).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    semaphore_limit: u64,
     /// The longest wait a client asks for, in seconds (each wait is 1 s to this).
     #[arg(long, default_value_t = 4)]
     max_wait: u64,
@@ -117,6 +124,8 @@ async fn main() -> ExitCode {
             queue_clients: config.queue_clients,
             waiting_clients: config.waiting_clients,
             max_wait: config.max_wait,
+            shared_clients: config.shared_clients,
+            semaphore_limit: config.semaphore_limit,
             resources,
             session_timeout: config.session_timeout,
             keepalive_every: config.keepalive_every,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use lockio_core::Resource;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -100,6 +101,66 @@ impl Report<'_> {
             "wait_ended_by_reason": ended,
             "grants_from_the_queue": handed,
             "longest_wait_granted_secs": waited.iter().copied().fold(0.0, f64::max),
+        })
+    }
+
+    /// Shared grants in the replicated history: how many (from the queue; in batches, i.e. two
+    /// or more handed over in one entry), and per resource the most holders at once (replayed
+    /// along the log) against its limit.
+    fn shared_events(&self) -> Value {
+        let mut events: Vec<_> = self.replicated.events.iter().collect();
+        events.sort_by_key(|e| e.key());
+        let shared = |e: &&crate::events::Applied| e.mode.as_deref() == Some("shared");
+        let grants = events.iter().filter(|e| e.change == Change::LockAcquired && shared(e)).count();
+        let queued = events.iter().filter(|e| e.change == Change::LockAcquired && e.queued && shared(e)).count();
+        let mut per_entry: BTreeMap<(u64, &str), usize> = BTreeMap::new();
+        for e in events.iter().filter(|e| e.change == Change::LockAcquired && e.queued && shared(e)) {
+            if let Some(r) = &e.resource {
+                *per_entry.entry((e.index, r.as_str())).or_default() += 1;
+            }
+        }
+        let batches = per_entry.values().filter(|n| **n > 1).count();
+        let mut holders: BTreeMap<String, Vec<(lockio_core::SessionId, bool)>> = BTreeMap::new();
+        let mut peak: BTreeMap<String, usize> = BTreeMap::new();
+        for e in &events {
+            let Some(session) = e.session else { continue };
+            match (e.change, &e.resource) {
+                (Change::LockAcquired, Some(r)) => {
+                    let held = holders.entry(r.to_string()).or_default();
+                    held.push((session, shared(e)));
+                    if shared(e) {
+                        let p = peak.entry(r.to_string()).or_default();
+                        *p = (*p).max(held.len());
+                    }
+                }
+                (Change::LockReleased, Some(r)) => {
+                    if let Some(held) = holders.get_mut(r.as_str()) {
+                        held.retain(|(s, _)| *s != session);
+                    }
+                }
+                (Change::SessionDeleted | Change::SessionExpired, _) => {
+                    for (r, _) in &e.released {
+                        if let Some(held) = holders.get_mut(r.as_str()) {
+                            held.retain(|(s, _)| *s != session);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let limits = crate::check::semaphore_limits(self.evidence);
+        let peaks: BTreeMap<String, Value> = peak
+            .into_iter()
+            .map(|(r, n)| {
+                let limit = Resource::new(&r).ok().and_then(|res| limits.get(&res).copied());
+                (r, json!({"most_shared_holders": n, "limit": limit}))
+            })
+            .collect();
+        json!({
+            "shared_grants": grants,
+            "shared_grants_from_the_queue": queued,
+            "batches_from_the_queue": batches,
+            "by_resource": peaks,
         })
     }
 
@@ -201,6 +262,7 @@ impl Report<'_> {
                 "events_per_node": self.replicated.per_node,
                 "stream_connections_per_node": self.replicated.connections,
                 "queue": self.queue_events(),
+                "shared": self.shared_events(),
             },
             "final_state": {
                 "fence_counter": fin.fence_counter,
@@ -275,6 +337,23 @@ impl Report<'_> {
             queue["wait_ended_by_reason"],
             queue["grants_from_the_queue"],
             queue["longest_wait_granted_secs"].as_f64().unwrap_or(0.0)
+        );
+        let shared = self.shared_events();
+        let peaks: Vec<String> = shared["by_resource"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(r, p)| match p["limit"].as_u64() {
+                Some(limit) => format!("{r} {}/{limit}", p["most_shared_holders"]),
+                None => format!("{r} {}", p["most_shared_holders"]),
+            })
+            .collect();
+        s += &format!(
+            "shared: {} shared grants ({} from the queue, {} batches of two or more in one entry); most shared holders at once: {}\n",
+            shared["shared_grants"],
+            shared["shared_grants_from_the_queue"],
+            shared["batches_from_the_queue"],
+            if peaks.is_empty() { "-".to_string() } else { peaks.join(", ") }
         );
         s += "checks:\n";
         for r in self.results {

@@ -116,6 +116,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         disagreements: replicated.disagreements.clone(),
         final_state,
         started_unix: history.started_unix,
+        semaphores: config.workload.semaphores(),
     };
     let results = check(&evidence, config.limits);
     let settings = json!({
@@ -123,6 +124,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         "churn_clients": config.workload.churn_clients,
         "queue_clients": config.workload.queue_clients,
         "waiting_clients": config.workload.waiting_clients,
+        "shared_clients": config.workload.shared_clients,
+        "semaphore_limit": config.workload.semaphore_limit,
         "max_wait_secs": config.workload.max_wait,
         "resources": config.workload.resources,
         "session_timeout_secs": config.workload.session_timeout,
@@ -182,7 +185,7 @@ async fn read(api: &Api, node: NodeId, path: &str) -> anyhow::Result<(u16, serde
     bail!("GET {path} on node {node} did not answer")
 }
 
-/// Reads, linearizably through `node`, the fence counter, every resource's holder and waiters,
+/// Reads, linearizably through `node`, the fence counter, every resource's holders and waiters,
 /// then every session a client was told it created or that was listed as a waiter, with what
 /// it waits for.
 async fn read_final_state(
@@ -198,11 +201,18 @@ async fn read_final_state(
     let mut waiters = BTreeMap::new();
     for r in resources {
         let (_, body) = read(api, node, &format!("/admin/locks/{r}")).await?;
-        let holder = match (body["session_id"].as_str().and_then(SessionId::parse), body["fence_token"].as_u64()) {
-            (Some(s), Some(t)) if body["locked"] == true => Some((s, FenceToken(t))),
-            _ => None,
-        };
-        locks.insert(r.clone(), holder);
+        let holders: Vec<(SessionId, FenceToken)> = body["holders"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| {
+                Some((h["session_id"].as_str().and_then(SessionId::parse)?, FenceToken(h["fence_token"].as_u64()?)))
+            })
+            .collect();
+        if holders.is_empty() && body["locked"] == true {
+            bail!("{r} reads as locked but lists no holders: {body}");
+        }
+        locks.insert(r.clone(), holders);
         let queue: Vec<SessionId> = body["waiters"]
             .as_array()
             .into_iter()

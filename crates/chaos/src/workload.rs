@@ -24,6 +24,14 @@
 //!   hot lock being held for seconds. Now and then one waits for a hot resource and deletes
 //!   its session while the wait may still be open (`wait_and_end`).
 //!
+//! - Shared clients (`shared_client`), with kept-alive sessions too, each round write `rw-0`
+//!   (exclusive, fenced writes as above), read it (a shared grant: the reader reads the fenced
+//!   store at the start and the end of its hold and must see no write in between; its token
+//!   raises the store's fence, so no older holder writes after it), or take one of the
+//!   `semaphore_limit` permits of `sem-0` (shared with a `limit`), by a try-lock or by waiting.
+//!   So readers are granted together, in batches from the queue, writers queue behind readers
+//!   and readers behind writers, and the semaphore fills up.
+//!
 //! A client retries an attempt whose outcome it cannot know until it gets a definite answer
 //! (acquire is idempotent, a retried wait keeps its place, release answers `LOCK_NOT_HELD` once
 //! done), so it always knows what it holds. After a wait it abandoned, or one that ran out of
@@ -86,6 +94,11 @@ pub struct Settings {
     pub waiting_clients: usize,
     /// The longest wait asked for, seconds.
     pub max_wait: u64,
+    /// Clients that read (shared) and write (exclusive) `RW_RESOURCE` and take permits of
+    /// `SEMAPHORE`.
+    pub shared_clients: usize,
+    /// The number of permits of `SEMAPHORE`.
+    pub semaphore_limit: u64,
     /// Session timeout, seconds.
     pub session_timeout: u64,
     pub keepalive_every: Duration,
@@ -97,9 +110,74 @@ impl Settings {
         Resource::new(&format!("queue-{k}")).expect("a valid name")
     }
 
-    /// Every resource the workload uses: the hot ones and the queue clients' own.
+    /// The readers-writer resource of the shared clients.
+    pub fn rw_resource() -> Resource {
+        Resource::new(RW_RESOURCE).expect("a valid name")
+    }
+
+    /// The semaphore of the shared clients.
+    pub fn semaphore() -> Resource {
+        Resource::new(SEMAPHORE).expect("a valid name")
+    }
+
+    /// The semaphores the workload uses, with their limits (what the checker holds them to).
+    pub fn semaphores(&self) -> std::collections::BTreeMap<Resource, u64> {
+        if self.shared_clients == 0 {
+            return Default::default();
+        }
+        [(Settings::semaphore(), self.semaphore_limit)].into_iter().collect()
+    }
+
+    /// Every resource the workload uses: the hot ones, the queue clients' own, and the shared
+    /// clients' two.
     pub fn all_resources(&self) -> Vec<Resource> {
-        self.resources.iter().cloned().chain((0..self.queue_clients).map(Settings::queue_resource)).collect()
+        let shared =
+            if self.shared_clients > 0 { vec![Settings::rw_resource(), Settings::semaphore()] } else { vec![] };
+        self.resources
+            .iter()
+            .cloned()
+            .chain((0..self.queue_clients).map(Settings::queue_resource))
+            .chain(shared)
+            .collect()
+    }
+}
+
+/// The shared clients' readers-writer resource and semaphore.
+const RW_RESOURCE: &str = "rw-0";
+const SEMAPHORE: &str = "sem-0";
+
+/// The mode an acquire asks for: exclusive (the seed's plain acquire, no body), or shared, with
+/// a semaphore's `limit`; a shared grant stores the client's name as its `value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    pub shared: bool,
+    pub limit: Option<u64>,
+}
+
+impl Want {
+    pub const EXCLUSIVE: Want = Want { shared: false, limit: None };
+    pub const SHARED: Want = Want { shared: true, limit: None };
+
+    pub fn permit(limit: u64) -> Want {
+        Want { shared: true, limit: Some(limit) }
+    }
+
+    /// The acquire's fields besides `wait`.
+    fn body(self, client: &str) -> serde_json::Map<String, Value> {
+        let mut body = serde_json::Map::new();
+        if self.shared {
+            body.insert("mode".into(), json!("shared"));
+            body.insert("value".into(), json!(client));
+            if let Some(limit) = self.limit {
+                body.insert("limit".into(), json!(limit));
+            }
+        }
+        body
+    }
+
+    fn record(self, o: &mut Op) {
+        o.shared = self.shared;
+        o.limit = self.limit;
     }
 }
 
@@ -262,23 +340,35 @@ impl Api {
         self.attempt(o, reqwest::Method::POST, &path, None, KEEPALIVE_TIMEOUT).await
     }
 
-    pub async fn acquire(&self, client: &str, node: NodeId, session: SessionId, resource: &Resource) -> Answer {
+    /// A try-lock. An exclusive one is the seed's plain acquire, without a body.
+    pub async fn acquire(
+        &self,
+        client: &str,
+        node: NodeId,
+        session: SessionId,
+        resource: &Resource,
+        want: Want,
+    ) -> Answer {
         let mut o = op(client, node, OpKind::Acquire, self.history.now());
         o.session = Some(session);
         o.resource = Some(resource.clone());
+        want.record(&mut o);
         let path = format!("/sessions/{session}/locks/{resource}");
-        self.attempt(o, reqwest::Method::POST, &path, None, WRITE_TIMEOUT).await
+        let body = want.shared.then(|| Value::Object(want.body(client)));
+        self.attempt(o, reqwest::Method::POST, &path, body, WRITE_TIMEOUT).await
     }
 
     /// An acquire that waits up to `wait_secs` in the resource's queue. With `cancel_after`,
     /// the client gives up that soon and drops the connection, which cancels the wait; the
     /// attempt is then unknown (`cancelled`): the grant may have come first.
+    #[allow(clippy::too_many_arguments)]
     pub async fn acquire_wait(
         &self,
         client: &str,
         node: NodeId,
         session: SessionId,
         resource: &Resource,
+        want: Want,
         wait_secs: u64,
         cancel_after: Option<Duration>,
     ) -> Answer {
@@ -286,8 +376,11 @@ impl Api {
         o.session = Some(session);
         o.resource = Some(resource.clone());
         o.wait_secs = Some(wait_secs);
+        want.record(&mut o);
         let path = format!("/sessions/{session}/locks/{resource}");
-        let body = Some(json!({"wait": wait_secs}));
+        let mut fields = want.body(client);
+        fields.insert("wait".into(), json!(wait_secs));
+        let body = Some(Value::Object(fields));
         // The server answers by the deadline, or with 503 within its request deadline after.
         let send = self.send(node, reqwest::Method::POST, &path, body, WRITE_TIMEOUT + Duration::from_secs(wait_secs));
         let answer = match cancel_after {
@@ -334,16 +427,94 @@ impl Api {
 }
 
 /// The fenced store: per resource, accepts a write only with a token at least as high as the
-/// highest it has accepted. It is what a lock protects in a real application.
+/// highest it has seen, from a write or a read. It is what a lock protects in a real
+/// application. Exclusive holders write; shared holders only read (`read`), and a read with
+/// a token older than the latest accepted write is refused: that write's grant came after the
+/// reader's, so the reader's grant had ended.
 pub struct FencedStore {
     /// A std mutex: held only to compare and store, never across an await.
-    highest: Mutex<HashMap<Resource, FenceToken>>,
+    state: Mutex<HashMap<Resource, Fenced>>,
     history: History,
+}
+
+/// One resource's record in the fenced store.
+#[derive(Clone, Copy)]
+struct Fenced {
+    /// The highest token a write or a read presented (a write needs at least this).
+    highest: FenceToken,
+    /// The token of the latest accepted write (a read needs at least this).
+    written: FenceToken,
+    /// Accepted writes so far: what a reader sees.
+    version: u64,
+}
+
+/// What a shared holder read from the fenced store (`FencedStore::begin_read`).
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    version: u64,
+    invoke: f64,
 }
 
 impl FencedStore {
     pub fn new(history: History) -> FencedStore {
-        FencedStore { highest: Mutex::new(HashMap::new()), history }
+        FencedStore { state: Mutex::new(HashMap::new()), history }
+    }
+
+    fn with<T>(&self, resource: &Resource, f: impl FnOnce(&mut Fenced) -> T) -> T {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(state.entry(resource.clone()).or_insert(Fenced {
+            highest: FenceToken(0),
+            written: FenceToken(0),
+            version: 0,
+        }))
+    }
+
+    /// A shared holder starts reading under `token`: `None` (recorded as a refused read) if a
+    /// write under a later token was accepted already. Nothing is recorded until `end_read`.
+    pub fn begin_read(
+        &self,
+        client: &str,
+        session: SessionId,
+        resource: &Resource,
+        token: FenceToken,
+    ) -> Option<Reading> {
+        let invoke = self.history.now();
+        let version = self.with(resource, |f| {
+            let fresh = token >= f.written;
+            if fresh {
+                f.highest = f.highest.max(token);
+            }
+            fresh.then_some(f.version)
+        });
+        if version.is_none() {
+            let mut o = op(client, 0, OpKind::StoreRead, invoke);
+            o.session = Some(session);
+            o.resource = Some(resource.clone());
+            o.fence_token = Some(token);
+            o.complete = invoke;
+            o.outcome = Outcome::Fail;
+            o.error = Some("STALE_FENCE_TOKEN".into());
+            self.history.record(o);
+        }
+        Some(Reading { version: version?, invoke })
+    }
+
+    /// The shared holder reads again at the end of its hold and records the read: failed
+    /// (`WRITTEN_DURING_SHARED_HOLD`) if a write was accepted since `begin_read`.
+    pub fn end_read(&self, client: &str, session: SessionId, resource: &Resource, token: FenceToken, began: Reading) {
+        let version = self.with(resource, |f| f.version);
+        let mut o = op(client, 0, OpKind::StoreRead, began.invoke);
+        o.session = Some(session);
+        o.resource = Some(resource.clone());
+        o.fence_token = Some(token);
+        o.complete = self.history.now();
+        if version == began.version {
+            o.outcome = Outcome::Ok;
+        } else {
+            o.outcome = Outcome::Fail;
+            o.error = Some("WRITTEN_DURING_SHARED_HOLD".into());
+        }
+        self.history.record(o);
     }
 
     /// Writes under `token`; records the attempt; true if accepted.
@@ -351,15 +522,14 @@ impl FencedStore {
         let mut o = op(client, 0, OpKind::StoreWrite, self.history.now());
         o.resource = Some(resource.clone());
         o.fence_token = Some(token);
-        let accepted = {
-            let mut highest = self.highest.lock().unwrap_or_else(|p| p.into_inner());
-            let top = highest.entry(resource.clone()).or_insert(FenceToken(0));
-            let accepted = token >= *top;
+        let accepted = self.with(resource, |f| {
+            let accepted = token >= f.highest;
             if accepted {
-                *top = token;
+                (f.highest, f.written) = (token, token);
+                f.version += 1;
             }
             accepted
-        };
+        });
         o.complete = self.history.now();
         o.outcome = if accepted { Outcome::Ok } else { Outcome::Fail };
         if !accepted {
@@ -409,6 +579,9 @@ impl Workload {
         }
         for k in 0..settings.queue_clients {
             clients.push(tokio::spawn(queue_client(ctx.clone(), k)));
+        }
+        for k in 0..settings.shared_clients {
+            clients.push(tokio::spawn(shared_client(ctx.clone(), k)));
         }
         Workload { stops, clients, keepers }
     }
@@ -467,9 +640,16 @@ async fn open_session(ctx: &Ctx, client: &str, rng: &mut Rng) -> Option<SessionI
     None
 }
 
-async fn acquire(ctx: &Ctx, client: &str, session: SessionId, resource: &Resource, rng: &mut Rng) -> Acquired {
+async fn acquire(
+    ctx: &Ctx,
+    client: &str,
+    session: SessionId,
+    resource: &Resource,
+    want: Want,
+    rng: &mut Rng,
+) -> Acquired {
     loop {
-        let answer = ctx.api.acquire(client, ctx.random_node(rng), session, resource).await;
+        let answer = ctx.api.acquire(client, ctx.random_node(rng), session, resource, want).await;
         match (answer.outcome, answer.status) {
             (Outcome::Ok, _) => match answer.body["fence_token"].as_u64() {
                 Some(t) => return Acquired::Held(FenceToken(t)),
@@ -491,7 +671,14 @@ async fn acquire(ctx: &Ctx, client: &str, session: SessionId, resource: &Resourc
 /// definite answer while the wait has time left (the retry keeps the place); one wait in
 /// `CANCEL_ODDS` is abandoned early. When the client cannot know whether it was granted, it
 /// finds out with `resolve`.
-async fn wait_for(ctx: &Ctx, client: &str, session: SessionId, resource: &Resource, rng: &mut Rng) -> Acquired {
+async fn wait_for(
+    ctx: &Ctx,
+    client: &str,
+    session: SessionId,
+    resource: &Resource,
+    want: Want,
+    rng: &mut Rng,
+) -> Acquired {
     let wait = Duration::from_secs(1 + rng.below(ctx.settings.max_wait.max(1)));
     let cancel_at = rng.one_in(CANCEL_ODDS).then(|| Duration::from_millis(100 + rng.below(wait.as_millis() as u64)));
     let started = Instant::now();
@@ -500,11 +687,11 @@ async fn wait_for(ctx: &Ctx, client: &str, session: SessionId, resource: &Resour
         let cancel_after = cancel_at.map(|at| at.saturating_sub(started.elapsed()));
         if cancel_after.is_some_and(|after| after.is_zero()) {
             // A retry went past the point where this wait is abandoned.
-            return resolve(ctx, client, session, resource, wait, rng).await;
+            return resolve(ctx, client, session, resource, want, wait, rng).await;
         }
         let wait_secs = left.as_secs_f64().ceil().max(1.0) as u64;
-        let answer =
-            ctx.api.acquire_wait(client, ctx.random_node(rng), session, resource, wait_secs, cancel_after).await;
+        let node = ctx.random_node(rng);
+        let answer = ctx.api.acquire_wait(client, node, session, resource, want, wait_secs, cancel_after).await;
         match (answer.outcome, answer.status) {
             (Outcome::Ok, _) => match answer.body["fence_token"].as_u64() {
                 Some(t) => return Acquired::Held(FenceToken(t)),
@@ -519,7 +706,7 @@ async fn wait_for(ctx: &Ctx, client: &str, session: SessionId, resource: &Resour
             return Acquired::Stopped;
         }
         if answer.error.as_deref() == Some("cancelled") || started.elapsed() >= wait {
-            return resolve(ctx, client, session, resource, wait, rng).await;
+            return resolve(ctx, client, session, resource, want, wait, rng).await;
         }
         tokio::time::sleep(RETRY_PAUSE).await;
     }
@@ -535,6 +722,7 @@ async fn resolve(
     client: &str,
     session: SessionId,
     resource: &Resource,
+    want: Want,
     wait: Duration,
     rng: &mut Rng,
 ) -> Acquired {
@@ -562,7 +750,7 @@ async fn resolve(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    acquire(ctx, client, session, resource, rng).await
+    acquire(ctx, client, session, resource, want, rng).await
 }
 
 /// Releases until the answer is definite. Returns false if the session turned out to be gone.
@@ -631,29 +819,41 @@ async fn keeper(ctx: Arc<Ctx>, name: String, session: SessionId, alive: Arc<Atom
     }
 }
 
+/// The session in `owned` if it is alive, else a new one with a keeper of its own (`None` if
+/// the run stops first).
+async fn kept_session(
+    ctx: &Arc<Ctx>,
+    client: &str,
+    keeper_name: &str,
+    owned: &mut Option<Owned>,
+    rng: &mut Rng,
+) -> Option<SessionId> {
+    if let Some(o) = owned.as_ref().filter(|o| o.alive.load(Ordering::Relaxed)) {
+        return Some(o.id);
+    }
+    let id = open_session(ctx, client, rng).await?;
+    let alive = Arc::new(AtomicBool::new(true));
+    let keeper_rng = Rng::derive(ctx.settings.seed, 1000 + rng.next() % 1_000_000);
+    let task = tokio::spawn(keeper(ctx.clone(), keeper_name.to_string(), id, alive.clone(), keeper_rng));
+    ctx.keepers.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+    *owned = Some(Owned { id, alive });
+    Some(id)
+}
+
 async fn lock_client(ctx: Arc<Ctx>, k: usize) {
     let name = format!("lock-{k}");
     let waits = k < ctx.settings.waiting_clients;
     let mut rng = Rng::derive(ctx.settings.seed, 100 + k as u64);
     let mut owned: Option<Owned> = None;
     while !ctx.stopping() {
-        let session = match &owned {
-            Some(o) if o.alive.load(Ordering::Relaxed) => o.id,
-            _ => {
-                let Some(id) = open_session(&ctx, &name, &mut rng).await else { break };
-                let alive = Arc::new(AtomicBool::new(true));
-                let keeper_rng = Rng::derive(ctx.settings.seed, 1000 + rng.next() % 1_000_000);
-                let task = tokio::spawn(keeper(ctx.clone(), format!("keeper-{k}"), id, alive.clone(), keeper_rng));
-                ctx.keepers.lock().unwrap_or_else(|p| p.into_inner()).push(task);
-                owned = Some(Owned { id, alive });
-                id
-            }
+        let Some(session) = kept_session(&ctx, &name, &format!("keeper-{k}"), &mut owned, &mut rng).await else {
+            break;
         };
         let resource = rng.pick(&ctx.settings.resources).clone();
         let acquired = if waits {
-            wait_for(&ctx, &name, session, &resource, &mut rng).await
+            wait_for(&ctx, &name, session, &resource, Want::EXCLUSIVE, &mut rng).await
         } else {
-            acquire(&ctx, &name, session, &resource, &mut rng).await
+            acquire(&ctx, &name, session, &resource, Want::EXCLUSIVE, &mut rng).await
         };
         match acquired {
             Acquired::Held(token) => {
@@ -698,6 +898,100 @@ async fn lock_client(ctx: Arc<Ctx>, k: usize) {
     }
 }
 
+/// What a shared client does in one round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// An exclusive grant of `RW_RESOURCE`: writes the fenced store twice, as lock clients do.
+    Writer,
+    /// A shared grant of `RW_RESOURCE`: reads the fenced store at the start and the end of the
+    /// hold, which must see no write in between.
+    Reader,
+    /// A permit of `SEMAPHORE` (shared, with its limit): held for a while.
+    Permit,
+}
+
+/// One in this many rounds of a shared client writes; of the others, about half read and
+/// half take a permit.
+const WRITER_ODDS: u64 = 4;
+
+/// A client of shared locks, with a kept-alive session like a lock client's: each round it
+/// writes `RW_RESOURCE` (exclusive), reads it (shared), or takes a permit of `SEMAPHORE`
+/// (shared, `semaphore_limit`), by a try-lock or, one round in two, by waiting in the queue (with
+/// the same cancels and `resolve` as waiting lock clients). Readers and permits hold for
+/// 20-220 ms, so that several hold at once and writers queue behind them; one hold in
+/// `LONG_HOLD_ODDS` lasts a second or two. Then it releases, or now and then deletes its session.
+async fn shared_client(ctx: Arc<Ctx>, k: usize) {
+    let name = format!("shared-{k}");
+    let mut rng = Rng::derive(ctx.settings.seed, 900 + k as u64);
+    let mut owned: Option<Owned> = None;
+    let (rw, semaphore) = (Settings::rw_resource(), Settings::semaphore());
+    while !ctx.stopping() {
+        let Some(session) = kept_session(&ctx, &name, &format!("keeper-s{k}"), &mut owned, &mut rng).await else {
+            break;
+        };
+        let role = if rng.one_in(WRITER_ODDS) {
+            Role::Writer
+        } else if rng.one_in(2) {
+            Role::Reader
+        } else {
+            Role::Permit
+        };
+        let (resource, want) = match role {
+            Role::Writer => (&rw, Want::EXCLUSIVE),
+            Role::Reader => (&rw, Want::SHARED),
+            Role::Permit => (&semaphore, Want::permit(ctx.settings.semaphore_limit)),
+        };
+        let acquired = if rng.one_in(2) {
+            wait_for(&ctx, &name, session, resource, want, &mut rng).await
+        } else {
+            acquire(&ctx, &name, session, resource, want, &mut rng).await
+        };
+        match acquired {
+            Acquired::Held(token) => {
+                let hold = if rng.one_in(LONG_HOLD_ODDS) {
+                    LONG_HOLD.0 + Duration::from_millis(rng.below((LONG_HOLD.1 - LONG_HOLD.0).as_millis() as u64))
+                } else if role == Role::Writer {
+                    Duration::from_millis(5 + rng.below(20))
+                } else {
+                    Duration::from_millis(20 + rng.below(200))
+                };
+                match role {
+                    Role::Writer => {
+                        ctx.store.write(&name, resource, token);
+                        tokio::time::sleep(hold).await;
+                        ctx.store.write(&name, resource, token);
+                    }
+                    Role::Reader => {
+                        let began = ctx.store.begin_read(&name, session, resource, token);
+                        tokio::time::sleep(hold).await;
+                        if let Some(began) = began {
+                            ctx.store.end_read(&name, session, resource, token, began);
+                        }
+                    }
+                    Role::Permit => tokio::time::sleep(hold).await,
+                }
+                if rng.one_in(SESSION_END_ODDS) {
+                    if let Some(o) = owned.take() {
+                        o.alive.store(false, Ordering::Relaxed);
+                        delete(&ctx, &name, o.id, &mut rng).await;
+                    }
+                } else if !release(&ctx, &name, session, resource, token, &mut rng).await {
+                    if let Some(o) = &owned {
+                        o.alive.store(false, Ordering::Relaxed);
+                    }
+                }
+            }
+            Acquired::Busy => tokio::time::sleep(Duration::from_millis(5 + rng.below(25))).await,
+            Acquired::SessionGone => {
+                if let Some(o) = &owned {
+                    o.alive.store(false, Ordering::Relaxed);
+                }
+            }
+            Acquired::Stopped => break,
+        }
+    }
+}
+
 /// A queue of two on `resource`, which nobody else uses: session `holder` takes it, session
 /// `waiter` waits 3 s to `max_wait` for it (abandoning it within a second, one time in two), and
 /// at a random moment up to 3 s past the waiter's deadline the holder releases it or is
@@ -710,13 +1004,15 @@ async fn queue_scenario(ctx: &Ctx, client: &str, resource: &Resource, rng: &mut 
         delete(ctx, client, holder, rng).await;
         return;
     };
-    if let Acquired::Held(token) = acquire(ctx, client, holder, resource, rng).await {
+    if let Acquired::Held(token) = acquire(ctx, client, holder, resource, Want::EXCLUSIVE, rng).await {
         ctx.store.write(client, resource, token);
         let wait = 3 + rng.below(ctx.settings.max_wait.max(3) - 2);
         // Early, so that the cancel (2 s after the disconnect) usually comes before the deadline.
         let cancel_after = rng.one_in(2).then(|| Duration::from_millis(100 + rng.below(900)));
         let (api, name, node, r) = (ctx.api.clone(), client.to_string(), ctx.random_node(rng), resource.clone());
-        let waiting = tokio::spawn(async move { api.acquire_wait(&name, node, waiter, &r, wait, cancel_after).await });
+        let waiting = tokio::spawn(async move {
+            api.acquire_wait(&name, node, waiter, &r, Want::EXCLUSIVE, wait, cancel_after).await
+        });
         // Up to 3 s past the deadline: long enough for a cancel (2 s after the disconnect) too.
         tokio::time::sleep(Duration::from_millis(200 + rng.below(wait * 1000 + 3000))).await;
         match rng.below(4) {
@@ -735,7 +1031,7 @@ async fn queue_scenario(ctx: &Ctx, client: &str, resource: &Resource, rng: &mut 
             Some(a) if a.outcome == Outcome::Ok => a.body["fence_token"].as_u64().map(FenceToken),
             Some(a) if a.outcome == Outcome::Fail => None,
             // Abandoned or lost: did the grant come first?
-            _ => match resolve(ctx, client, waiter, resource, Duration::from_secs(wait), rng).await {
+            _ => match resolve(ctx, client, waiter, resource, Want::EXCLUSIVE, Duration::from_secs(wait), rng).await {
                 Acquired::Held(token) => Some(token),
                 _ => None,
             },
@@ -757,7 +1053,8 @@ async fn churn_client(ctx: Arc<Ctx>, k: usize) {
             let mut may_hold = false;
             if rng.one_in(2) {
                 let resource = rng.pick(&ctx.settings.resources).clone();
-                let answer = ctx.api.acquire(&name, ctx.random_node(&mut rng), session, &resource).await;
+                let node = ctx.random_node(&mut rng);
+                let answer = ctx.api.acquire(&name, node, session, &resource, Want::EXCLUSIVE).await;
                 may_hold = answer.outcome != Outcome::Fail;
                 if let (Outcome::Ok, Some(t)) = (answer.outcome, answer.body["fence_token"].as_u64()) {
                     ctx.store.write(&name, &resource, FenceToken(t));
@@ -783,7 +1080,10 @@ async fn wait_and_end(ctx: &Ctx, client: &str, rng: &mut Rng) {
     let resource = rng.pick(&ctx.settings.resources).clone();
     let wait = 1 + rng.below(ctx.settings.max_wait.max(1));
     let (api, name, node) = (ctx.api.clone(), client.to_string(), ctx.random_node(rng));
-    let waiting = tokio::spawn(async move { api.acquire_wait(&name, node, session, &resource, wait, None).await });
+    let waiting =
+        tokio::spawn(
+            async move { api.acquire_wait(&name, node, session, &resource, Want::EXCLUSIVE, wait, None).await },
+        );
     tokio::time::sleep(Duration::from_millis(100 + rng.below(wait * 1000))).await;
     delete(ctx, client, session, rng).await;
     let _ = waiting.await;

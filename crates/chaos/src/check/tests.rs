@@ -53,6 +53,8 @@ fn e(
         released: released.iter().map(|(r, n)| (res(r), t(*n))).collect(),
         queued: false,
         mode: None,
+        value: None,
+        limit: None,
         waited: None,
         since: None,
         deadline: None,
@@ -88,6 +90,22 @@ fn handed(index: u64, at: f64, s: u128, r: &str, token: u64) -> Applied {
     event
 }
 
+/// `event` in shared mode (a grant or a waiter), with a semaphore's `limit` for a waiter.
+fn shared(mut event: Applied, limit: Option<u64>) -> Applied {
+    event.mode = Some("shared".into());
+    if event.change == LockWaiting {
+        event.limit = limit;
+    }
+    event
+}
+
+/// `op` asking for a shared grant, with a semaphore's `limit`.
+fn sh(mut op: Op, limit: Option<u64>) -> Op {
+    op.shared = true;
+    op.limit = limit;
+    op
+}
+
 /// A waiting acquire: an acquire with `wait_secs`.
 fn w(s: u128, r: &str, token: Option<u64>, invoke: f64, complete: f64, outcome: Outcome, status: u16) -> Op {
     let mut op = o(Acquire, s, Some(r), token, invoke, complete, outcome);
@@ -103,6 +121,10 @@ const D: u128 = 4;
 const E: u128 = 5;
 const F: u128 = 6;
 const G: u128 = 7;
+const H: u128 = 8;
+const I: u128 = 9;
+const J: u128 = 10;
+const K: u128 = 11;
 use crate::events::WaitEnd;
 use Change::*;
 use OpKind::*;
@@ -115,6 +137,12 @@ use Outcome::{Ok as Acked, Unknown};
 /// its deadline; D releases q when F's deadline has passed but the sweep has not yet removed
 /// F, so q goes from the queue to E (token 5) in the same entry, and F times out; G is deleted
 /// while waiting, its wait ending first in the same entry.
+///
+/// Then shared locks. H reads `rw` (shared, token 6); J waits to write it (exclusive) behind
+/// H, and I and K wait to read it behind J: readers do not pass a queued writer. H releases:
+/// J gets `rw` (token 7); J releases: I and K get it together (tokens 8 and 9, one entry). I
+/// releases; K keeps it. On the semaphore `sem` (limit 2), H and I take permits (tokens 10 and
+/// 11) and J waits; H releases and J gets the permit (token 12); I and J keep theirs.
 fn clean() -> Evidence {
     let ops = vec![
         o(CreateSession, A, None, None, 0.0, 0.1, Acked),
@@ -144,6 +172,23 @@ fn clean() -> Evidence {
         w(G, "q", None, 21.35, 23.55, Outcome::Fail, 404),
         o(Release, D, Some("q"), Some(4), 22.9, 23.05, Acked),
         o(DeleteSession, G, None, None, 23.4, 23.55, Acked),
+        o(CreateSession, H, None, None, 39.9, 40.05, Acked),
+        o(CreateSession, I, None, None, 40.0, 40.15, Acked),
+        o(CreateSession, J, None, None, 40.1, 40.25, Acked),
+        o(CreateSession, K, None, None, 40.2, 40.35, Acked),
+        sh(o(Acquire, H, Some("rw"), Some(6), 40.95, 41.05, Acked), None),
+        w(J, "rw", Some(7), 41.05, 41.55, Acked, 201),
+        sh(w(I, "rw", Some(8), 41.15, 41.75, Acked, 201), None),
+        sh(w(K, "rw", Some(9), 41.25, 41.75, Acked, 201), None),
+        o(Release, H, Some("rw"), Some(6), 41.45, 41.55, Acked),
+        o(Release, J, Some("rw"), Some(7), 41.65, 41.75, Acked),
+        o(Release, I, Some("rw"), Some(8), 41.95, 42.05, Acked),
+        // K asks again: the same shared grant (200), though I had been granted since.
+        sh(o(Acquire, K, Some("rw"), Some(9), 42.5, 42.6, Acked), None),
+        sh(o(Acquire, H, Some("sem"), Some(10), 42.95, 43.05, Acked), Some(2)),
+        sh(o(Acquire, I, Some("sem"), Some(11), 43.05, 43.15, Acked), Some(2)),
+        sh(w(J, "sem", Some(12), 43.15, 43.55, Acked, 201), Some(2)),
+        o(Release, H, Some("sem"), Some(10), 43.45, 43.55, Acked),
     ];
     let ops = ops.into_iter().enumerate().map(|(i, mut op)| {
         op.id = i;
@@ -173,16 +218,41 @@ fn clean() -> Evidence {
         wait_ended(20, 23.2, F, "q", WaitEnd::Timeout),
         wait_ended(21, 23.5, G, "q", WaitEnd::SessionEnded),
         at_position(e(21, SessionDeleted, 23.5, G, None, None, &[]), 1),
+        e(40, SessionCreated, 40.0, H, None, None, &[]),
+        e(41, SessionCreated, 40.1, I, None, None, &[]),
+        e(42, SessionCreated, 40.2, J, None, None, &[]),
+        e(43, SessionCreated, 40.3, K, None, None, &[]),
+        shared(e(44, LockAcquired, 41.0, H, Some("rw"), Some(6), &[]), None),
+        waiting(45, 41.1, J, "rw", 41.1, 45.1),
+        shared(waiting(46, 41.2, I, "rw", 41.2, 45.2), None),
+        shared(waiting(47, 41.3, K, "rw", 41.3, 45.3), None),
+        e(48, LockReleased, 41.5, H, Some("rw"), Some(6), &[]),
+        at_position(handed(48, 41.5, J, "rw", 7), 1),
+        e(49, LockReleased, 41.7, J, Some("rw"), Some(7), &[]),
+        at_position(shared(handed(49, 41.7, I, "rw", 8), None), 1),
+        at_position(shared(handed(49, 41.7, K, "rw", 9), None), 2),
+        e(50, LockReleased, 42.0, I, Some("rw"), Some(8), &[]),
+        shared(e(51, LockAcquired, 43.0, H, Some("sem"), Some(10), &[]), None),
+        shared(e(52, LockAcquired, 43.1, I, Some("sem"), Some(11), &[]), None),
+        shared(waiting(53, 43.2, J, "sem", 43.2, 46.2), Some(2)),
+        e(54, LockReleased, 43.5, H, Some("sem"), Some(10), &[]),
+        at_position(shared(handed(54, 43.5, J, "sem", 12), None), 1),
     ];
     Evidence {
         ops: ops.collect(),
         events,
         disagreements: vec![],
         final_state: FinalState {
-            fence_counter: 5,
-            locks: [(res("r"), Some((sid(B), t(2)))), (res("r2"), None), (res("q"), Some((sid(E), t(5))))]
-                .into_iter()
-                .collect(),
+            fence_counter: 12,
+            locks: [
+                (res("r"), vec![(sid(B), t(2))]),
+                (res("r2"), vec![]),
+                (res("q"), vec![(sid(E), t(5))]),
+                (res("rw"), vec![(sid(K), t(9))]),
+                (res("sem"), vec![(sid(I), t(11)), (sid(J), t(12))]),
+            ]
+            .into_iter()
+            .collect(),
             sessions: [
                 (sid(A), SessionFinal::Absent),
                 (sid(B), SessionFinal::Live),
@@ -191,15 +261,28 @@ fn clean() -> Evidence {
                 (sid(E), SessionFinal::Live),
                 (sid(F), SessionFinal::Live),
                 (sid(G), SessionFinal::Absent),
+                (sid(H), SessionFinal::Live),
+                (sid(I), SessionFinal::Live),
+                (sid(J), SessionFinal::Live),
+                (sid(K), SessionFinal::Live),
             ]
             .into_iter()
             .collect(),
-            waiters: [(res("r"), (vec![], 0)), (res("r2"), (vec![], 0)), (res("q"), (vec![], 0))].into_iter().collect(),
+            waiters: [
+                (res("r"), (vec![], 0)),
+                (res("r2"), (vec![], 0)),
+                (res("q"), (vec![], 0)),
+                (res("rw"), (vec![], 0)),
+                (res("sem"), (vec![], 0)),
+            ]
+            .into_iter()
+            .collect(),
             waiting_for: BTreeMap::new(),
-            settled: Some(22),
+            settled: Some(60),
             liveness: Some(0.4),
         },
         started_unix: 0.0,
+        semaphores: [(res("sem"), 2)].into_iter().collect(),
     }
 }
 
@@ -236,9 +319,39 @@ const CASES: &[Case] = &[
     ("a release of a grant that was not held", 3, |ev| {
         ev.events.push(e(30, LockReleased, 30.0, A, Some("r"), Some(1), &[]))
     }),
+    ("a shared grant beside an exclusive one", 3, |ev| {
+        // J's release of rw is gone: I reads while J still writes.
+        ev.events.retain(|e| !(e.index == 49 && e.position == 0));
+    }),
+    ("an exclusive grant beside shared ones", 3, |ev| {
+        ev.events.push(e(60, LockAcquired, 60.0, H, Some("rw"), Some(13), &[]));
+        ev.final_state.fence_counter = 13;
+    }),
+    ("more shared holders than the semaphore's limit", 3, |ev| {
+        // H never released its permit: J's makes three.
+        ev.events.retain(|e| !(e.index == 54 && e.position == 0));
+    }),
+    ("a shared holder under another holder's token", 3, |ev| {
+        ev.events.push(shared(e(60, LockAcquired, 60.0, H, Some("rw"), Some(9), &[]), None));
+    }),
+    ("a second grant to a session that holds the resource", 3, |ev| {
+        ev.events.push(shared(e(60, LockAcquired, 60.0, K, Some("rw"), Some(13), &[]), None));
+        ev.final_state.fence_counter = 13;
+    }),
+    ("a release of a shared grant that is not held", 3, |ev| {
+        ev.events.push(e(60, LockReleased, 60.0, I, Some("rw"), Some(8), &[]));
+    }),
+    ("a reader that saw a write during its shared hold", 3, |ev| {
+        let mut read = o(StoreRead, K, Some("rw"), Some(9), 42.1, 42.3, Outcome::Fail);
+        read.error = Some("WRITTEN_DURING_SHARED_HOLD".into());
+        add_op(ev, read);
+    }),
     ("replicas that disagree on an entry", 3, |ev| ev.disagreements.push("node 2 reported index 5 differently".into())),
     ("an acknowledged grant missing from the final state", 4, |ev| {
-        ev.final_state.locks.insert(res("r"), None);
+        ev.final_state.locks.insert(res("r"), vec![]);
+    }),
+    ("an acknowledged shared grant missing from the final holders", 4, |ev| {
+        ev.final_state.locks.insert(res("sem"), vec![(sid(J), t(12))]);
     }),
     ("an acknowledged release still held at the end", 4, |ev| {
         add_op(ev, o(Release, B, Some("r"), Some(2), 30.0, 30.1, Acked));
@@ -253,7 +366,7 @@ const CASES: &[Case] = &[
     ("an acknowledged grant missing from the replicated history", 4, |ev| without_event(ev, 5)),
     ("a final fence counter below a returned token", 4, |ev| ev.final_state.fence_counter = 2),
     ("a lock held at the end that was never granted", 4, |ev| {
-        ev.final_state.locks.insert(res("r2"), Some((sid(C), t(3))));
+        ev.final_state.locks.insert(res("r2"), vec![(sid(C), t(3))]);
         ev.events.retain(|e| e.index != 8);
     }),
     ("an expiry while an acknowledged keepalive's lease was running", 5, |ev| {
@@ -304,6 +417,34 @@ const CASES: &[Case] = &[
         ev.events.push(e(32, LockAcquired, 30.6, D, Some("q"), Some(6), &[]));
         ev.final_state.fence_counter = 6;
     }),
+    ("a reader granted ahead of a queued writer", 9, |ev| {
+        // K reads rw; J queues to write; H's shared try-lock passes J: writers would starve.
+        ev.events.push(waiting(60, 60.0, J, "rw", 60.0, 70.0));
+        ev.events.push(shared(e(61, LockAcquired, 60.5, H, Some("rw"), Some(13), &[]), None));
+        ev.final_state.fence_counter = 13;
+    }),
+    ("a reader handed the lock ahead of a queued writer", 9, |ev| {
+        // When H released, the readers behind J went first.
+        for event in &mut ev.events {
+            match (event.index, event.position) {
+                (48, 1) => *event = at_position(shared(handed(48, 41.5, I, "rw", 7), None), 1),
+                (49, 0) => *event = e(49, LockReleased, 41.7, I, Some("rw"), Some(7), &[]),
+                (49, 1) => *event = at_position(handed(49, 41.7, J, "rw", 8), 1),
+                (49, 2) => *event = at_position(shared(handed(49, 41.7, K, "rw", 9), None), 2),
+                (50, 0) => *event = e(50, LockReleased, 42.0, J, Some("rw"), Some(8), &[]),
+                _ => {}
+            }
+        }
+    }),
+    ("a shared waiter left out of a shared batch", 9, |ev| {
+        // K, right behind I, was not granted with I.
+        ev.events.retain(|e| !(e.index == 49 && e.position == 2));
+        ev.final_state.locks.insert(res("rw"), vec![]);
+    }),
+    ("a free permit not handed to the waiter at the head", 9, |ev| {
+        // H released sem but J, waiting, was not handed the permit.
+        ev.events.retain(|e| !(e.index == 54 && e.position == 1));
+    }),
     ("a waiter timed out before its deadline", 9, |ev| {
         ev.events.push(waiting(30, 30.0, D, "q", 30.0, 33.0));
         ev.events.push(wait_ended(31, 31.0, D, "q", WaitEnd::Timeout));
@@ -340,6 +481,40 @@ fn a_clean_history_passes_every_check() {
         assert!(r.violations.is_empty(), "check {} ({}): {:#?}", r.number, r.name, r.violations);
     }
     assert_eq!(results.len(), 10);
+}
+
+#[test]
+fn the_limit_is_known_from_the_requests_too() {
+    // Without the workload's word, the limit comes from the acquires and the waiters' events.
+    let over = |ev: &mut Evidence| ev.events.retain(|e| !(e.index == 54 && e.position == 0));
+    let mut ev = clean();
+    ev.semaphores.clear();
+    over(&mut ev);
+    assert!(counts(&ev)[2].1 > 0, "from the acquires' limit");
+    let mut ev = clean();
+    ev.semaphores.clear();
+    ev.ops.iter_mut().for_each(|o| o.limit = None);
+    over(&mut ev);
+    assert!(counts(&ev)[2].1 > 0, "from the waiter's limit");
+    // Without any limit, three shared holders are fine.
+    let mut ev = clean();
+    ev.semaphores.clear();
+    ev.ops.iter_mut().for_each(|o| o.limit = None);
+    ev.events.iter_mut().for_each(|e| e.limit = None);
+    over(&mut ev);
+    assert_eq!(counts(&ev)[2], (3, 0));
+}
+
+#[test]
+fn a_write_seen_by_a_reader_whose_session_had_ended_is_no_violation() {
+    let mut ev = clean();
+    let mut read = o(StoreRead, K, Some("rw"), Some(9), 42.1, 50.0, Outcome::Fail);
+    read.error = Some("WRITTEN_DURING_SHARED_HOLD".into());
+    add_op(&mut ev, read);
+    ev.events.push(e(55, SessionExpired, 45.0, K, None, None, &[("rw", 9)]));
+    ev.final_state.locks.insert(res("rw"), vec![]);
+    ev.final_state.sessions.insert(sid(K), SessionFinal::Expired);
+    assert_eq!(counts(&ev)[2], (3, 0));
 }
 
 #[test]

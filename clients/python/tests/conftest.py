@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Set, TypeVar
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, TypeVar
 
 import httpx
 import pytest
@@ -70,22 +70,33 @@ def get_json(url: str, timeout: float = 1.0) -> Optional[Dict[str, object]]:
 class Cluster:
     """N real nodes; tests can SIGKILL, SIGSTOP and SIGCONT them."""
 
-    def __init__(self, n: int = 3) -> None:
+    def __init__(self, n: int = 3, args: Sequence[str] = ()) -> None:
+        """``args`` are extra ``lockio serve`` flags for every node, e.g. ``["--event-history", "20"]``."""
         self.dir = tempfile.TemporaryDirectory(prefix="lockio-py-")
         self.ids = list(range(1, n + 1))
         self.http = {i: free_port() for i in self.ids}
         self.raft = {i: free_port() for i in self.ids}
+        self.args = list(args)
         self.procs: Dict[int, subprocess.Popen[bytes]] = {}
         self.stopped: Set[int] = set()
-        peers = ",".join(f"{i}=127.0.0.1:{self.raft[i]}" for i in self.ids)
         for i in self.ids:
-            log = open(Path(self.dir.name) / f"node{i}.log", "ab")
-            self.procs[i] = subprocess.Popen(
-                [lockio_bin(), "serve", "--id", str(i), "--http", f"127.0.0.1:{self.http[i]}",
-                 "--raft", f"127.0.0.1:{self.raft[i]}", "--peers", peers,
-                 "--data-dir", str(Path(self.dir.name) / f"node{i}")],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "info,openraft=warn"})
-            log.close()
+            self._spawn(i)
+
+    def _spawn(self, i: int) -> None:
+        peers = ",".join(f"{j}=127.0.0.1:{self.raft[j]}" for j in self.ids)
+        log = open(Path(self.dir.name) / f"node{i}.log", "ab")
+        self.procs[i] = subprocess.Popen(
+            [lockio_bin(), "serve", "--id", str(i), "--http", f"127.0.0.1:{self.http[i]}",
+             "--raft", f"127.0.0.1:{self.raft[i]}", "--peers", peers,
+             "--data-dir", str(Path(self.dir.name) / f"node{i}"), *self.args],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "info,openraft=warn"})
+        log.close()
+
+    def restart(self, i: int) -> None:
+        """Starts a killed node again from its data directory, on the same ports; returns once it serves HTTP."""
+        assert i not in self.procs, f"node {i} is running"
+        self._spawn(i)
+        eventually(20, f"node {i} serves HTTP again", lambda: get_json(self.url(i, "/health")))
 
     def start(self) -> Cluster:
         for i in self.ids:
@@ -148,9 +159,9 @@ class Cluster:
         self.dir.cleanup()
 
 
-def _start() -> Cluster:
+def _start(args: Sequence[str] = ()) -> Cluster:
     for _ in range(3):
-        cluster = Cluster()
+        cluster = Cluster(args=args)
         try:
             return cluster.start()
         except AssertionError:
@@ -170,8 +181,12 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 def fresh_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """A cluster of its own, for a test that kills or pauses nodes; SIGCONTs whatever it paused."""
-    c = _start()
+    """A cluster of its own, for a test that kills or pauses nodes; SIGCONTs whatever it paused.
+
+    Extra ``lockio serve`` flags come from ``@pytest.mark.serve_args("--event-history", "20")``.
+    """
+    marker = request.node.get_closest_marker("serve_args")
+    c = _start(marker.args if marker is not None else ())
     try:
         yield c
     finally:
@@ -179,6 +194,10 @@ def fresh_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         if rep is not None and rep.failed:
             print(c.logs())
         c.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "serve_args(*flags): extra `lockio serve` flags for the fresh_cluster fixture")
 
 
 @pytest.hookimpl(hookwrapper=True)

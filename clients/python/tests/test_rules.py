@@ -333,3 +333,79 @@ def test_a_refused_connection_is_tried_on_the_next_endpoint_and_reported() -> No
     assert not info.value.outcome_unknown
     assert info.value.tried[0][0] == dead
     client.close()
+
+
+def test_event_ids_parse_order_and_print() -> None:
+    from lockio import EventId
+    assert EventId.parse("9.5") < EventId.parse("9") < EventId.parse("10.0") < EventId.parse("10.1")
+    assert EventId.parse("120.2") < EventId.parse("121.0") and EventId.parse("2.0") < EventId.parse("10.0")
+    for raw in ("0", "12.0", "12.3"):
+        assert str(EventId.parse(raw)) == raw
+    for bad in ("", "a", "1.", "1.2.3", "-1", "1.4294967295", "1-2", " 1", "١"):
+        with pytest.raises(lockio.InvalidRequest) as info:
+            EventId.parse(bad)
+        assert info.value.field == "after", bad
+    with pytest.raises(lockio.InvalidRequest):
+        lockio.Client("127.0.0.1:1").watch("p", after="x")
+
+
+def test_server_sent_events_are_read_line_by_line() -> None:
+    from lockio._watch import SseParser
+    p = SseParser()
+    lines = [": keep-alive", "", "id: 4.0", 'data: {"type":"lock_released",', 'data: "id":"4.0"}', "",
+             "data:{\"type\":\"progress\",\"current\":\"9\"}\r", "", "data: not json", "", "event: x", ""]
+    out = [v for v in (p.line(line) for line in lines) if v is not None]
+    assert out == [{"type": "lock_released", "id": "4.0"}, {"type": "progress", "current": "9"}]
+
+
+def test_a_watch_skips_progress_repeats_and_node_events_and_raises_compacted() -> None:
+    from lockio import EventId
+    watch = lockio.Client(["127.0.0.1:1", "127.0.0.1:2"]).watch("orders-", after="5.1")
+    assert watch._request().query == {"resource": "orders-", "after": "5.1"}
+
+    def change(i: str, kind: str = "lock_acquired") -> Dict[str, Any]:
+        return {"type": kind, "id": i, "at": 1.5, "resource": "orders-1", "session_id": S, "client_id": "c",
+                "fence_token": 3, "mode": "shared", "value": "v"}
+
+    assert watch._take(change("5.1")) and watch._take(change("5.0"))  # at or before the position: repeats
+    assert watch._take({"type": "leader_changed", "at": 1.0, "leader_id": 2})  # a node event: not a change
+    assert watch._pop() is None
+    assert watch._take(change("6.0")) and watch._take({"type": "progress", "current": "9", "at": 2.0})
+    event = watch._pop()
+    assert event is not None
+    assert (event.id, event.type, event.mode, event.value) == (EventId(6, 0), "lock_acquired", "shared", "v")
+    # Progress delivers nothing, but a reconnect resumes after its `current`.
+    assert watch._pop() is None and watch.position == EventId.parse("9")
+    assert watch._request().query["after"] == "9"
+    assert watch._take({"type": "progress", "current": "8.0", "at": 3.0}) and watch.position == EventId.parse("9")
+    expired = {"type": "session_expired", "id": "9.1", "index": 9, "position": 1, "at": 4.0, "session_id": S,
+               "client_id": "c", "released": [{"resource": "orders-1", "fence_token": 3}]}
+    assert watch._take(expired) is True and watch._pop() is None  # 9.1 is before the end of entry 9
+    assert watch._take(dict(expired, id="10.0"))
+    ended = watch._pop()
+    assert ended is not None and ended.released == [("orders-1", 3)] and ended.resource is None
+    # Compacted: raised, and the watch goes on from `current`.
+    assert not watch._take({"type": "compacted", "requested": "10.0", "oldest": "40", "current": "55.2", "at": 5.0})
+    with pytest.raises(lockio.Compacted) as info:
+        watch._pop()
+    assert (info.value.requested, info.value.oldest, info.value.current) == (EventId(10, 0), EventId.parse("40"), EventId(55, 2))
+    assert watch.position == EventId(55, 2) and watch._request().query["after"] == "55.2"
+    # A change this client cannot read is UnexpectedResponse, not a silent skip.
+    watch._take({"type": "lock_acquired", "id": "56.0", "at": "later"})
+    with pytest.raises(lockio.UnexpectedResponse):
+        watch._pop()
+    with pytest.raises(lockio.InvalidRequest) as bad:
+        lockio.Client("127.0.0.1:1").watch("bad\nprefix")
+    assert bad.value.field == "resource"
+
+
+def test_lock_options_are_checked_and_sent_only_when_not_the_default() -> None:
+    from lockio._calls import LockOptions
+    assert LockOptions.check("exclusive", None, None).body() is None
+    assert LockOptions.check("shared", 3, "é" * 512).body() == {"mode": "shared", "limit": 3, "value": "é" * 512}
+    for args, field in [(("writer", None, None), "mode"), (("exclusive", 2, None), "limit"), (("shared", 0, None), "limit"),
+                        (("shared", 10_001, None), "limit"), (("shared", True, None), "limit"),
+                        (("shared", None, "x" * 1025), "value"), (("shared", None, 7), "value")]:
+        with pytest.raises(lockio.InvalidRequest) as info:
+            LockOptions.check(*args)
+        assert info.value.field == field, args

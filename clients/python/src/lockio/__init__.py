@@ -9,15 +9,19 @@ A lock is one ``with`` statement, and the block is never entered without it::
         with session.lock("invoices", wait=60) as lock:
             send_invoices(fence_token=lock.fence_token)
 
+Shared locks and semaphores (``session.lock(r, mode="shared")``, ``session.semaphore(r, limit)``),
+leader elections (``session.election(r, value)``), fence checks (``client.fence_check(r, token)``)
+and watches of the cluster's changes (``for event in client.watch(prefix)``) are here too.
 ``lockio.AsyncClient`` is the same with ``async with``. Errors are one hierarchy under
 ``lockio.Error``, one class per error code of the HTTP contract.
 """
 
-from ._aio import AsyncClient, AsyncLock, AsyncSession
-from ._client import Client, Lock, Session
+from ._aio import AsyncClient, AsyncElection, AsyncLock, AsyncSession
+from ._client import Client, Election, Lock, Session
 from ._errors import (
     ERRORS_BY_CODE,
     AlreadyLocked,
+    Compacted,
     Error,
     FenceTokenMismatch,
     InternalError,
@@ -42,7 +46,8 @@ from ._errors import (
     WaitTimeout,
 )
 from ._lease import Expiry, SessionState
-from ._types import LockHolder, LockStatus, Member, NodeStatus, Stats, Waiter
+from ._types import EventId, FenceCheck, LockHolder, LockStatus, Member, NodeStatus, Stats, Waiter, WatchEvent
+from ._watch import AsyncWatch, Watch
 
 __version__ = "0.1.0"
 
@@ -50,14 +55,21 @@ __all__ = [
     "ERRORS_BY_CODE",
     "AlreadyLocked",
     "AsyncClient",
+    "AsyncElection",
     "AsyncLock",
     "AsyncSession",
+    "AsyncWatch",
     "Client",
+    "Compacted",
+    "Election",
     "Error",
+    "EventId",
     "Expiry",
+    "FenceCheck",
     "FenceTokenMismatch",
     "InternalError",
     "InvalidRequest",
+    "LimitMismatch",
     "Lock",
     "LockDelayed",
     "LockHeld",
@@ -67,22 +79,23 @@ __all__ = [
     "LockStatus",
     "Member",
     "MethodNotAllowed",
+    "ModeConflict",
     "NodeStatus",
     "NotFound",
     "NotWaiting",
     "PayloadTooLarge",
     "QueueFull",
-    "ModeConflict",
-    "LimitMismatch",
+    "Session",
     "SessionError",
     "SessionExpired",
-    "Session",
     "SessionNotFound",
     "SessionState",
     "Stats",
     "Unavailable",
     "UnexpectedResponse",
     "UnsupportedMediaType",
-    "Waiter",
     "WaitTimeout",
+    "Waiter",
+    "Watch",
+    "WatchEvent",
 ]

@@ -1,4 +1,4 @@
-"""The asyncio API: ``AsyncClient``, ``AsyncSession`` (a keepalive task) and ``AsyncLock``.
+"""The asyncio API: ``AsyncClient``, ``AsyncSession`` (a keepalive task), ``AsyncLock`` and ``AsyncElection``.
 
 The same shape as the blocking API: ``async with client.session(...) as session`` and
 ``async with session.lock(...) as lock``; both can also be awaited (``session = await
@@ -12,17 +12,19 @@ import logging
 import math
 import time
 from types import TracebackType
-from typing import Any, Callable, Generator, Iterable, List, Optional, Set, Type, Union
+from typing import Any, Awaitable, Callable, Generator, Iterable, List, Optional, Set, Type, TypeVar, Union
 
 from . import _calls as calls
 from ._endpoints import Endpoints
-from ._errors import AlreadyLocked, Error, SessionExpired, SessionNotFound, Unavailable
+from ._errors import AlreadyLocked, Error, InvalidRequest, LockHeld, SessionExpired, SessionNotFound, Unavailable, WaitTimeout
 from ._lease import Expiry, Keepalive, SessionState
 from ._transport import AsyncTransport, Budget, Settings
-from ._types import Grant, LockStatus, NodeStatus, SessionCreated, Stats
-from ._wait import resource_value
+from ._types import EventId, FenceCheck, Grant, LockStatus, NodeStatus, SessionCreated, Stats
+from ._wait import MAX_WAIT_SECS, ask_for, prefix_value, resource_value
+from ._watch import AsyncWatch
 
 log = logging.getLogger("lockio")
+T = TypeVar("T")
 
 
 class AsyncClient:
@@ -69,6 +71,22 @@ class AsyncClient:
         """``POST /admin/cleanup``: removes expired sessions now; returns how many."""
         return (await self._transport.send(calls.cleanup())).ok().read(lambda f: f.integer("count"))
 
+    async def fence_check(self, resource: str, fence_token: int) -> FenceCheck:
+        """``POST /fence/check``: whether a current holder of ``resource`` holds it under exactly ``fence_token``.
+
+        See ``lockio.Client.fence_check``.
+        """
+        return (await self._transport.send(calls.fence_check(resource, fence_token))).ok().read(FenceCheck.read)
+
+    def watch(self, prefix: str = "", after: Union[str, EventId, None] = None) -> AsyncWatch:
+        """``GET /events``: ``async for event in client.watch(prefix):``; see ``lockio.Client.watch``.
+
+        The stream is opened on the first ``__anext__``; ``await watch.close()`` (or ``async
+        with``) ends it.
+        """
+        start = None if after is None else EventId.parse(after)
+        return AsyncWatch(self._transport, prefix_value(prefix), start)
+
     async def close(self) -> None:
         """Closes the connections and stops background tasks. Sessions of this client should be closed first."""
         for task in list(self._tasks):
@@ -92,11 +110,12 @@ class AsyncClient:
         answer = await self._transport.send(calls.release(session_id, resource, fence_token))
         calls.removal(answer, calls.RELEASE_GONE)
 
-    async def _acquire(self, session_id: str, resource: str, wait: int) -> Grant:
+    async def _acquire(self, session_id: str, resource: str, wait: int,
+                       options: calls.LockOptions = calls.EXCLUSIVE) -> Grant:
         if wait == 0:
-            answer = await self._transport.send(calls.acquire(session_id, resource))
+            answer = await self._transport.send(calls.acquire(session_id, resource, options))
         else:
-            request, budget = calls.acquire_wait(session_id, resource, wait, self._transport.settings)
+            request, budget = calls.acquire_wait(session_id, resource, wait, self._transport.settings, options)
             answer = await self._transport.send(request, budget)
         answer.ok()
         return answer.read(lambda f: Grant.read(f, answer.status))
@@ -109,8 +128,9 @@ class AsyncClient:
             while time.monotonic() < limit:
                 try:
                     status = await self.lock_status(resource)
-                    if status.holder is not None and status.holder.session_id == session_id:
-                        await self._release(session_id, resource, status.holder.fence_token)
+                    mine = status.holder_of(session_id)
+                    if mine is not None:
+                        await self._release(session_id, resource, mine.fence_token)
                         return
                     if not any(w.session_id == session_id for w in status.waiters):
                         return
@@ -201,26 +221,39 @@ class AsyncSession(calls.LeaseKeeper):
                 pass
         return self.expiry or Expiry.TIMED_OUT
 
-    def lock(self, resource: str, wait: Optional[int] = None) -> AsyncLock:
+    def lock(self, resource: str, wait: Optional[int] = None, mode: str = "exclusive", limit: Optional[int] = None,
+             value: Optional[str] = None) -> AsyncLock:
         """The lock on ``resource``: ``async with`` it (or ``await`` it) to take it; raises rather than enter without it.
 
-        The rules of ``lockio.Session.lock``. Cancelling a wait gives the place in the queue up;
-        if the cluster granted the lock just before, it is released in the background.
+        The rules and arguments of ``lockio.Session.lock`` (shared locks, limits, values).
+        Cancelling a wait gives the place in the queue up; if the cluster granted the lock just
+        before, it is released in the background.
         """
-        return AsyncLock(self, resource_value(resource), calls.check_wait(wait))
+        wait_s = calls.check_wait(wait)
+        return AsyncLock(self, resource_value(resource), wait_s, calls.LockOptions.check(mode, limit, value))
 
-    async def _take(self, resource: str, wait: int) -> Grant:
+    def semaphore(self, resource: str, limit: int, wait: Optional[int] = None) -> AsyncLock:
+        """One of ``limit`` permits of the semaphore ``resource``: ``async with`` it; see ``lockio.Session.semaphore``."""
+        if limit is None:
+            raise InvalidRequest("limit", "a semaphore needs a limit from 1 to 10,000")
+        return self.lock(resource, wait=wait, mode="shared", limit=limit)
+
+    def election(self, resource: str, value: str) -> AsyncElection:
+        """A candidate named by ``value`` in the leader election on ``resource``; see ``lockio.AsyncElection``."""
+        return AsyncElection(self, resource_value(resource), calls.LockOptions.check("exclusive", None, value))
+
+    async def _take(self, resource: str, wait: int, options: calls.LockOptions = calls.EXCLUSIVE) -> Grant:
         if self.state is SessionState.EXPIRED:
             raise SessionExpired(self.id)
         if not self._held.reserve(resource):
             raise AlreadyLocked(resource)
         if wait == 0:
             try:
-                return await self.client._acquire(self.id, resource, 0)
+                return await self.client._acquire(self.id, resource, 0, options)
             except BaseException:
                 self._held.forget(resource)
                 raise
-        acquire = asyncio.ensure_future(self.client._acquire(self.id, resource, wait))
+        acquire = asyncio.ensure_future(self.client._acquire(self.id, resource, wait, options))
         lost = asyncio.ensure_future(self.wait_lost())
         settled = False
         try:
@@ -282,20 +315,28 @@ class AsyncSession(calls.LeaseKeeper):
 class AsyncLock:
     """A lock for asyncio code, taken on ``async with`` (or ``await``), released on exit; see ``lockio.Lock``."""
 
-    def __init__(self, session: AsyncSession, resource: str, wait: int) -> None:
+    def __init__(self, session: AsyncSession, resource: str, wait: int,
+                 options: calls.LockOptions = calls.EXCLUSIVE) -> None:
         self.session = session
         self.resource = resource
+        #: ``"exclusive"`` or ``"shared"``.
+        self.mode = options.mode
+        #: The limit asked for (a semaphore's permits); None when none was named.
+        self.limit = options.limit
+        #: The value stored with the grant (None: none).
+        self.value = options.value
+        self._options = options
         self._wait = wait
         self._grant: Optional[Grant] = None
         self._released = False
 
     def __repr__(self) -> str:
-        return f"AsyncLock(resource={self.resource!r}, fence_token={self._grant and self._grant.fence_token})"
+        return f"AsyncLock(resource={self.resource!r}, mode={self.mode}, fence_token={self._grant and self._grant.fence_token})"
 
     async def acquire(self) -> AsyncLock:
         """Takes the lock (once), or raises ``LockHeld``, ``LockDelayed``, ``SessionExpired``, ..."""
         if self._grant is None:
-            self._grant = await self.session._take(self.resource, self._wait)
+            self._grant = await self.session._take(self.resource, self._wait, self._options)
         return self
 
     def __await__(self) -> Generator[Any, None, AsyncLock]:
@@ -375,3 +416,74 @@ class AsyncLock:
             log.debug("releasing %s failed", self.resource, exc_info=True)
         if lost and et is None:
             self.check()
+
+
+class AsyncElection:
+    """Leader election for asyncio code: ``session.election(resource, value)``; the rules of ``lockio.Election``.
+
+    ::
+
+        election = session.election("scheduler", "10.0.0.1:8080")
+        async with await election.campaign() as lead:
+            await run_scheduler(fence_token=lead.fence_token)
+    """
+
+    def __init__(self, session: AsyncSession, resource: str, options: calls.LockOptions) -> None:
+        self.session = session
+        self.resource = resource
+        #: This candidate's value, stored with the lock while it leads.
+        self.value = options.value
+        self._options = options
+        self._lock: Optional[AsyncLock] = None
+
+    def __repr__(self) -> str:
+        return f"AsyncElection(resource={self.resource!r}, value={self.value!r}, leading={self.leading})"
+
+    @property
+    def lost(self) -> asyncio.Event:
+        """The session's ``lost`` event: set when the session, and so the leadership, is lost."""
+        return self.session.lost
+
+    async def campaign(self, timeout: Optional[float] = None) -> AsyncLock:
+        """Waits until this session leads and returns its lock (``async with`` it to resign on exit).
+
+        ``timeout`` (seconds; None: as long as it takes) ends the campaign with ``LockHeld``;
+        a lost session with ``SessionExpired``. Cancelling it gives the place in the queue up.
+        """
+        if self._lock is not None and self._lock.held:
+            return self._lock
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = MAX_WAIT_SECS if end is None else min(ask_for(end - time.monotonic()), MAX_WAIT_SECS)
+            try:
+                self._lock = await self.session.lock(self.resource, wait=wait, value=self.value)
+                return self._lock
+            except (LockHeld, WaitTimeout):
+                if end is not None and time.monotonic() >= end:
+                    raise
+
+    @property
+    def leading(self) -> bool:
+        """Whether this session leads, as far as this client can tell: it holds the lock and the session is not lost."""
+        return self._lock is not None and self._lock.held
+
+    @property
+    def fence_token(self) -> Optional[int]:
+        """The fence token of this session's leadership while it leads."""
+        return self._lock.fence_token if self.leading and self._lock is not None else None
+
+    async def leader(self) -> Optional[str]:
+        """The current leader's value, read from the lock's status; None while nobody leads (or it has no value)."""
+        holder = (await self.session.client.lock_status(self.resource)).holder
+        return None if holder is None else holder.value
+
+    async def resign(self) -> None:
+        """Gives the leadership up (releases the lock), so that the next candidate in the queue leads."""
+        lock, self._lock = self._lock, None
+        if lock is not None and lock.held:
+            await lock.release()
+
+    async def run(self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Campaigns, then awaits ``func(*args, **kwargs)`` as the leader and resigns when it returns."""
+        async with await self.campaign():
+            return await func(*args, **kwargs)

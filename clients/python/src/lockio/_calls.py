@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Set, Tuple, Type
 
 from ._errors import Error, LockNotHeld, SessionNotFound
 from ._lease import Expiry, Keepalive, Lease, SessionState
 from ._retry import Safety
 from ._transport import Answer, Budget, Request, Settings
-from ._wait import call_time, client_id_value, lock_delay_secs, resource_value, timeout_secs, wait_secs
+from ._wait import (
+    call_time,
+    client_id_value,
+    fence_token_value,
+    grant_value,
+    limit_value,
+    lock_delay_secs,
+    mode_value,
+    resource_value,
+    timeout_secs,
+    wait_secs,
+)
 
 
 def create_session(client_id: str, timeout: int, lock_delay: int) -> Tuple[Request, int]:
@@ -33,12 +45,43 @@ def delete_session(session_id: str) -> Request:
     return Request("DELETE", ["sessions", session_id], Safety.REPEATABLE)
 
 
-def acquire(session_id: str, resource: str) -> Request:
-    """``POST /sessions/{id}/locks/{resource}``: a try-lock, safe to repeat."""
-    return Request("POST", ["sessions", session_id, "locks", resource_value(resource)], Safety.REPEATABLE)
+@dataclass(frozen=True)
+class LockOptions:
+    """What an acquire asks for besides the wait: the mode, a shared lock's limit, the grant's value."""
+
+    mode: str = "exclusive"
+    limit: Optional[int] = None
+    value: Optional[str] = None
+
+    @staticmethod
+    def check(mode: Any, limit: Any, value: Any) -> LockOptions:
+        """The options, checked before anything is sent (``InvalidRequest`` naming the field)."""
+        mode = mode_value(mode)
+        return LockOptions(mode, limit_value(limit, mode), grant_value(value))
+
+    def body(self) -> Optional[Dict[str, Any]]:
+        """The acquire's body: only what differs from the defaults, so that a plain lock sends none."""
+        body: Dict[str, Any] = {}
+        if self.mode != "exclusive":
+            body["mode"] = self.mode
+        if self.limit is not None:
+            body["limit"] = self.limit
+        if self.value is not None:
+            body["value"] = self.value
+        return body or None
 
 
-def acquire_wait(session_id: str, resource: str, wait: int, settings: Settings) -> Tuple[Request, Budget]:
+EXCLUSIVE = LockOptions()
+
+
+def acquire(session_id: str, resource: str, options: LockOptions = EXCLUSIVE) -> Request:
+    """``POST /sessions/{id}/locks/{resource}``: a try-lock, safe to repeat (a repeat answers 200 with the same token)."""
+    return Request("POST", ["sessions", session_id, "locks", resource_value(resource)], Safety.REPEATABLE,
+                   body=options.body())
+
+
+def acquire_wait(session_id: str, resource: str, wait: int, settings: Settings,
+                 options: LockOptions = EXCLUSIVE) -> Tuple[Request, Budget]:
     """An acquire that waits up to ``wait`` seconds in the queue, with the budget of the whole call.
 
     A broken connection or a 503 is followed at once by the same request with the time left,
@@ -46,7 +89,7 @@ def acquire_wait(session_id: str, resource: str, wait: int, settings: Settings) 
     try-lock (``wait`` 0) tells whether the grant came first.
     """
     start = time.monotonic()
-    request = acquire(session_id, resource)
+    request = acquire(session_id, resource, options)
     request.wait_until = start + wait
     budget = Budget(start + call_time(wait, settings.request_timeout, settings.retry_budget), 1 << 30)
     return request, budget
@@ -61,6 +104,12 @@ def release(session_id: str, resource: str, fence_token: int) -> Request:
 def lock_status(resource: str) -> Request:
     """``GET /admin/locks/{resource}``."""
     return Request("GET", ["admin", "locks", resource_value(resource)], Safety.REPEATABLE)
+
+
+def fence_check(resource: str, fence_token: int) -> Request:
+    """``POST /fence/check``: a linearizable read, safe to repeat."""
+    return Request("POST", ["fence", "check"], Safety.REPEATABLE,
+                   body={"resource": resource_value(resource), "fence_token": fence_token_value(fence_token)})
 
 
 def stats() -> Request:

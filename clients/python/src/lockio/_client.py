@@ -1,4 +1,4 @@
-"""The blocking API: ``Client``, ``Session`` (a keepalive thread) and ``Lock``."""
+"""The blocking API: ``Client``, ``Session`` (a keepalive thread), ``Lock`` and ``Election``."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ import logging
 import threading
 import time
 from types import TracebackType
-from typing import Callable, Iterable, List, Optional, Type, Union
+from typing import Any, Callable, Iterable, List, Optional, Type, TypeVar, Union
 
 from . import _calls as calls
 from ._endpoints import Endpoints
-from ._errors import AlreadyLocked, Error, SessionExpired, SessionNotFound, Unavailable
+from ._errors import AlreadyLocked, Error, InvalidRequest, LockHeld, SessionExpired, SessionNotFound, Unavailable, WaitTimeout
 from ._lease import Expiry, Keepalive, SessionState
 from ._transport import Budget, Settings, SyncTransport
-from ._types import Grant, LockStatus, NodeStatus, SessionCreated, Stats
-from ._wait import resource_value
+from ._types import EventId, FenceCheck, Grant, LockStatus, NodeStatus, SessionCreated, Stats
+from ._wait import MAX_WAIT_SECS, ask_for, prefix_value, resource_value
+from ._watch import Watch
 
 log = logging.getLogger("lockio")
+T = TypeVar("T")
 
 
 class Client:
@@ -77,6 +79,26 @@ class Client:
         """``POST /admin/cleanup``: removes expired sessions now; returns how many."""
         return self._transport.send(calls.cleanup()).ok().read(lambda f: f.integer("count"))
 
+    def fence_check(self, resource: str, fence_token: int) -> FenceCheck:
+        """``POST /fence/check``: whether a current holder of ``resource`` holds it under exactly ``fence_token``.
+
+        For a service that cannot keep its own highest-token record (Chubby's CheckSequencer):
+        ask before acting on a request that carries a token. A linearizable read; the result's
+        ``valid`` (also its truth value) answers, and ``holders`` lists the current holders.
+        """
+        return self._transport.send(calls.fence_check(resource, fence_token)).ok().read(FenceCheck.read)
+
+    def watch(self, prefix: str = "", after: Union[str, EventId, None] = None) -> Watch:
+        """``GET /events``: an iterator of the changes about resources whose names start with ``prefix``.
+
+        An empty ``prefix`` watches every change. ``after`` (an id a watch delivered, its
+        ``position``, or a ``Compacted``'s ``current``) starts after that change; without it the
+        node's recent history comes first. The stream is opened on the first ``next()`` and
+        reopened, after the last change delivered, when it breaks; see ``lockio.Watch``.
+        """
+        start = None if after is None else EventId.parse(after)
+        return Watch(self._transport, prefix_value(prefix), start)
+
     def close(self) -> None:
         """Closes the connections. Sessions of this client should be closed first."""
         self._transport.close()
@@ -96,11 +118,11 @@ class Client:
     def _delete_session(self, session_id: str) -> None:
         calls.removal(self._transport.send(calls.delete_session(session_id)), calls.DELETE_GONE)
 
-    def _acquire(self, session_id: str, resource: str, wait: int) -> Grant:
+    def _acquire(self, session_id: str, resource: str, wait: int, options: calls.LockOptions = calls.EXCLUSIVE) -> Grant:
         if wait == 0:
-            answer = self._transport.send(calls.acquire(session_id, resource))
+            answer = self._transport.send(calls.acquire(session_id, resource, options))
         else:
-            request, budget = calls.acquire_wait(session_id, resource, wait, self._transport.settings)
+            request, budget = calls.acquire_wait(session_id, resource, wait, self._transport.settings, options)
             answer = self._transport.send(request, budget)
         answer.ok()
         return answer.read(lambda f: Grant.read(f, answer.status))
@@ -117,8 +139,9 @@ class Client:
                 while time.monotonic() < limit:
                     try:
                         status = self.lock_status(resource)
-                        if status.holder is not None and status.holder.session_id == session_id:
-                            self._release(session_id, resource, status.holder.fence_token)
+                        mine = status.holder_of(session_id)
+                        if mine is not None:
+                            self._release(session_id, resource, mine.fence_token)
                             return
                         if not any(w.session_id == session_id for w in status.waiters):
                             return
@@ -209,7 +232,8 @@ class Session(calls.LeaseKeeper):
             self.lost.wait(max(0.001, min(step, 1.0)))
         return True
 
-    def lock(self, resource: str, wait: Optional[int] = None) -> Lock:
+    def lock(self, resource: str, wait: Optional[int] = None, mode: str = "exclusive", limit: Optional[int] = None,
+             value: Optional[str] = None) -> Lock:
         """Takes the lock on ``resource``, or raises; use the result as a context manager to release it.
 
         Without ``wait`` (or with 0) this is a try-lock: ``LockHeld`` names the holder,
@@ -219,25 +243,55 @@ class Session(calls.LeaseKeeper):
         meanwhile is retried at once with the time left, keeping the place in the queue. The wait
         ends early with ``SessionExpired`` if the session is lost meanwhile.
 
+        ``mode="shared"`` takes a reader's lock: any number of sessions hold it together (at most
+        ``limit``, 1 to 10,000, when given: a semaphore; see ``semaphore()``), while an exclusive
+        lock excludes every other holder. Readers queue behind a waiting writer, so writers never
+        starve. Asking in the other mode than the session holds or waits for the resource in is
+        ``ModeConflict``; a ``limit`` other than the resource's current one is ``LimitMismatch``.
+        ``value`` (a string of up to 1,024 bytes) is stored with the grant and shown to everyone
+        in ``lock_status(resource).holders``: a leader's address, say (see ``election()``). Every
+        grant, shared or not, has its own fence token.
+
         The block is never entered without the lock: every failure raises before it.
         """
         wait_s = calls.check_wait(wait)
+        options = calls.LockOptions.check(mode, limit, value)
         if self.state is SessionState.EXPIRED:
             raise SessionExpired(self.id)
         resource = resource_value(resource)
         if not self._held.reserve(resource):
             raise AlreadyLocked(resource)
         try:
-            grant = self._acquire(resource, wait_s)
+            grant = self._acquire(resource, wait_s, options)
         except BaseException as e:
             if not (wait_s and isinstance(e, Unavailable)):
                 self._held.forget(resource)
             raise
-        return Lock(self, grant)
+        return Lock(self, grant, options)
 
-    def _acquire(self, resource: str, wait: int) -> Grant:
+    def semaphore(self, resource: str, limit: int, wait: Optional[int] = None) -> Lock:
+        """Takes one of ``limit`` permits of the semaphore ``resource``, or raises; a context manager that gives it back.
+
+        A shared lock with a ``limit`` (1 to 10,000): at most ``limit`` sessions hold it at once.
+        Every user of one semaphore must name the same ``limit`` while any holds or waits for it
+        (``LimitMismatch`` otherwise). A full semaphore is ``LockHeld`` (with ``holders_count``),
+        or, with ``wait``, a place in the queue until a permit is given back.
+        """
+        if limit is None:
+            raise InvalidRequest("limit", "a semaphore needs a limit from 1 to 10,000")
+        return self.lock(resource, wait=wait, mode="shared", limit=limit)
+
+    def election(self, resource: str, value: str) -> Election:
+        """A candidate, named by ``value`` (its address, say), in the leader election on ``resource``.
+
+        The leader is the holder of the exclusive lock on ``resource``, carrying ``value``; see
+        ``lockio.Election``. Nothing is sent until ``campaign()``.
+        """
+        return Election(self, resource_value(resource), calls.LockOptions.check("exclusive", None, value))
+
+    def _acquire(self, resource: str, wait: int, options: calls.LockOptions = calls.EXCLUSIVE) -> Grant:
         if wait == 0:
-            return self.client._acquire(self.id, resource, 0)
+            return self.client._acquire(self.id, resource, 0, options)
         # The wait runs on a helper thread, so that the caller learns of a lost session at once.
         done = threading.Event()
         outcome: List[Union[Grant, BaseException]] = []
@@ -245,7 +299,7 @@ class Session(calls.LeaseKeeper):
 
         def run() -> None:
             try:
-                outcome.append(self.client._acquire(self.id, resource, wait))
+                outcome.append(self.client._acquire(self.id, resource, wait, options))
             except BaseException as e:
                 outcome.append(e)
             done.set()
@@ -316,11 +370,20 @@ class Lock:
     overwrite the work of the next holder. ``lost`` is the session's event: check it (or call
     ``check()``) between steps of long work. Leaving the block after the session was lost raises
     ``SessionExpired``, since the work in it may have overlapped with the next holder's.
+
+    ``mode`` is ``"exclusive"`` or ``"shared"`` (a reader's lock, or a semaphore's permit with
+    ``limit``); ``value`` is what was stored with the grant.
     """
 
-    def __init__(self, session: Session, grant: Grant) -> None:
+    def __init__(self, session: Session, grant: Grant, options: calls.LockOptions = calls.EXCLUSIVE) -> None:
         self.session = session
         self.resource = grant.resource
+        #: ``"exclusive"`` or ``"shared"``.
+        self.mode = options.mode
+        #: The limit asked for (a semaphore's permits); None when none was named.
+        self.limit = options.limit
+        #: The value stored with the grant (None: none).
+        self.value = options.value
         #: This grant's token: higher than every earlier grant's, on any resource.
         self.fence_token = grant.fence_token
         #: False when the session already held the lock before (the cluster answered 200).
@@ -332,7 +395,7 @@ class Lock:
         self._released = False
 
     def __repr__(self) -> str:
-        return f"Lock(resource={self.resource!r}, fence_token={self.fence_token}, held={self.held})"
+        return f"Lock(resource={self.resource!r}, mode={self.mode}, fence_token={self.fence_token}, held={self.held})"
 
     @property
     def held(self) -> bool:
@@ -384,3 +447,82 @@ class Lock:
             log.debug("releasing %s failed", self.resource, exc_info=True)
         if lost and et is None:
             self.check()
+
+
+class Election:
+    """Leader election on one resource, as kazoo's ``Election`` recipe: ``session.election(resource, value)``.
+
+    The leader is the session holding the exclusive lock on ``resource``, with this candidate's
+    ``value`` stored in the grant. ``campaign()`` waits in the resource's queue, in arrival
+    order, until this session leads and returns the ``Lock``: use it as a context manager to
+    resign on exit, and pass its ``fence_token`` with the leader's writes, so that a deposed
+    leader's late writes are refused. Leadership ends with the lock: ``resign()``, closing the
+    session, or losing it (``lost`` is set, ``leading`` turns false; check it between steps).
+    ``leader()`` reads the current leader's value, for candidates and onlookers alike.
+
+    ::
+
+        with client.session("node-1") as session:
+            election = session.election("scheduler", "10.0.0.1:8080")
+            with election.campaign() as lead:
+                run_scheduler(fence_token=lead.fence_token)
+    """
+
+    def __init__(self, session: Session, resource: str, options: calls.LockOptions) -> None:
+        self.session = session
+        self.resource = resource
+        #: This candidate's value, stored with the lock while it leads.
+        self.value = options.value
+        #: The session's ``lost`` event: set when the session, and so the leadership, is lost.
+        self.lost = session.lost
+        self._options = options
+        self._lock: Optional[Lock] = None
+
+    def __repr__(self) -> str:
+        return f"Election(resource={self.resource!r}, value={self.value!r}, leading={self.leading})"
+
+    def campaign(self, timeout: Optional[float] = None) -> Lock:
+        """Waits until this session leads and returns its lock (a context manager that resigns on exit).
+
+        ``timeout`` (seconds; None waits for as long as it takes) ends the campaign with
+        ``LockHeld`` naming the leader. A session that is lost meanwhile ends it with
+        ``SessionExpired``. Each wait in the queue lasts at most 300 s, then joins it again.
+        Already leading: the same lock.
+        """
+        if self._lock is not None and self._lock.held:
+            return self._lock
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = MAX_WAIT_SECS if end is None else min(ask_for(end - time.monotonic()), MAX_WAIT_SECS)
+            try:
+                self._lock = self.session.lock(self.resource, wait=wait, value=self.value)
+                return self._lock
+            except (LockHeld, WaitTimeout):
+                if end is not None and time.monotonic() >= end:
+                    raise
+
+    @property
+    def leading(self) -> bool:
+        """Whether this session leads, as far as this client can tell: it holds the lock and the session is not lost."""
+        return self._lock is not None and self._lock.held
+
+    @property
+    def fence_token(self) -> Optional[int]:
+        """The fence token of this session's leadership while it leads."""
+        return self._lock.fence_token if self.leading and self._lock is not None else None
+
+    def leader(self) -> Optional[str]:
+        """The current leader's value, read from the lock's status; None while nobody leads (or it has no value)."""
+        holder = self.session.client.lock_status(self.resource).holder
+        return None if holder is None else holder.value
+
+    def resign(self) -> None:
+        """Gives the leadership up (releases the lock), so that the next candidate in the queue leads."""
+        lock, self._lock = self._lock, None
+        if lock is not None and lock.held:
+            lock.release()
+
+    def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Campaigns, then calls ``func(*args, **kwargs)`` as the leader and resigns when it returns (kazoo's ``run``)."""
+        with self.campaign():
+            return func(*args, **kwargs)

@@ -7,7 +7,10 @@ maps to one class below, carrying ``code``, the HTTP ``status`` and the body's f
 from __future__ import annotations
 
 import datetime
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Mapping, Optional, Tuple, Type
+
+if TYPE_CHECKING:
+    from ._types import EventId
 
 
 def _format_time(unix: float) -> str:
@@ -321,6 +324,25 @@ class AlreadyLocked(Error):
     def __init__(self, resource: str) -> None:
         super().__init__(f"this session already holds {resource} through another lock")
         self.resource = resource
+
+
+class Compacted(Error):
+    """A watch needs changes the node no longer holds: some were missed (``GET /events`` sent ``compacted``).
+
+    ``requested`` is where the watch stood, ``oldest`` the oldest point the node can resume from,
+    ``current`` the newest it has reached (``EventId`` values). Re-read the state you care about,
+    then go on iterating: the watch resumes from ``current``.
+    """
+
+    CODE = "COMPACTED"
+
+    def __init__(self, requested: EventId, oldest: EventId, current: EventId, *,
+                 body: Optional[Mapping[str, Any]] = None) -> None:
+        super().__init__(f"the events after {requested} are no longer held (the oldest is {oldest}); "
+                         f"re-read the state, the watch resumes from {current}", body=body)
+        self.requested = requested
+        self.oldest = oldest
+        self.current = current
 
 
 class Unavailable(Error):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
+
+from ._errors import InvalidRequest
 
 T = TypeVar("T")
 
@@ -185,12 +187,20 @@ class NodeStatus:
 
 @dataclass(frozen=True)
 class LockHolder:
-    """Who holds a lock."""
+    """One holder of a lock: its session, grant (fence token, since when) and the grant's ``value``."""
 
     session_id: str
     client_id: Optional[str]
     fence_token: int
     acquired_at: float
+    #: The value stored with the grant (``session.lock(..., value=...)``), e.g. a leader's address.
+    value: Optional[str] = None
+
+    @staticmethod
+    def read(f: Fields) -> LockHolder:
+        """From one item of ``holders``."""
+        return LockHolder(f.text("session_id"), f.opt_text("client_id"), f.integer("fence_token"),
+                          f.number("acquired_at"), f.opt_text("value"))
 
 
 @dataclass(frozen=True)
@@ -202,16 +212,25 @@ class Waiter:
     #: When it joined the queue, and when its wait ends without the lock (Unix seconds, leader time).
     since: float
     deadline: float
+    #: ``"exclusive"`` or ``"shared"``, and a shared waiter's ``limit``.
+    mode: str = "exclusive"
+    limit: Optional[int] = None
 
     @staticmethod
     def read(f: Fields) -> Waiter:
         """From one item of ``waiters``."""
-        return Waiter(f.text("session_id"), f.text("client_id"), f.number("since"), f.number("deadline"))
+        return Waiter(f.text("session_id"), f.text("client_id"), f.number("since"), f.number("deadline"),
+                      f.opt_text("mode") or "exclusive", f.opt_integer("limit"))
 
 
 @dataclass(frozen=True)
 class LockStatus:
-    """``GET /admin/locks/{resource}``: who holds it, if anyone, and who waits for it, head first."""
+    """``GET /admin/locks/{resource}``: who holds it, if anyone, and who waits for it, head first.
+
+    ``holder`` is the exclusive holder or the oldest shared one; ``holders`` lists every holder
+    (oldest first, each with its ``value``), ``mode`` says how they hold it and ``limit`` is a
+    semaphore's number of permits.
+    """
 
     resource: str
     holder: Optional[LockHolder]
@@ -219,15 +238,122 @@ class LockStatus:
     waiters: List[Waiter] = field(default_factory=list)
     #: While under lock-delay: until when (Unix seconds).
     delayed_until: Optional[float] = None
+    #: ``"exclusive"`` or ``"shared"`` while held; None when free.
+    mode: Optional[str] = None
+    #: A shared lock's limit (None: no limit, or not shared).
+    limit: Optional[int] = None
+    holders: List[LockHolder] = field(default_factory=list)
+
+    @property
+    def holders_count(self) -> int:
+        """How many sessions hold it."""
+        return len(self.holders)
 
     @staticmethod
     def read(f: Fields) -> LockStatus:
         """From a lock status body."""
+        holders = f.items("holders", LockHolder.read)
         holder = None
         if f.flag("locked"):
-            holder = LockHolder(f.text("session_id"), f.opt_text("client_id"), f.integer("fence_token"),
-                                f.number("acquired_at"))
+            top = LockHolder(f.text("session_id"), f.opt_text("client_id"), f.integer("fence_token"),
+                             f.number("acquired_at"))
+            holder = next((h for h in holders if h.session_id == top.session_id), top)
+            holders = holders or [holder]
         waiters = f.items("waiters", Waiter.read)
         ql = f.opt_integer("queue_length")
+        mode = f.opt_text("mode") or ("exclusive" if holder is not None else None)
         return LockStatus(f.text("resource"), holder, len(waiters) if ql is None else ql, waiters,
-                          f.opt_number("delayed_until"))
+                          f.opt_number("delayed_until"), mode, f.opt_integer("limit"), holders)
+
+    def holder_of(self, session_id: str) -> Optional[LockHolder]:
+        """The grant ``session_id`` holds, if it is one of the holders."""
+        return next((h for h in self.holders if h.session_id == session_id), None)
+
+
+@dataclass(frozen=True)
+class FenceCheck:
+    """``POST /fence/check``: whether a fence token is a current grant of the resource, and its holders.
+
+    ``valid`` is true iff a current holder holds the resource under exactly ``fence_token``
+    (Chubby's CheckSequencer), read linearizably.
+    """
+
+    resource: str
+    fence_token: int
+    valid: bool
+    holders: List[LockHolder]
+
+    def __bool__(self) -> bool:
+        return self.valid
+
+    @staticmethod
+    def read(f: Fields) -> FenceCheck:
+        """From a fence check's success body."""
+        return FenceCheck(f.text("resource"), f.integer("fence_token"), f.flag("valid"), f.items("holders", LockHolder.read))
+
+
+#: ``EventId.position`` of a bare ``INDEX``: the end of that log entry, after all its changes.
+END_OF_ENTRY = (1 << 32) - 1
+
+
+@dataclass(frozen=True, order=True)
+class EventId:
+    """The place of a change in the replicated log, ``INDEX.POSITION``: the same on every node and across restarts.
+
+    Ordered as the log is (compare ids, never their text). A bare ``INDEX`` (as ``oldest`` and
+    ``current`` of a ``Compacted`` may be) stands for the end of that entry; ``str()`` gives the
+    form the server takes back as ``after``.
+
+    >>> EventId.parse("120.2") < EventId.parse("120") < EventId.parse("121.0")
+    True
+    """
+
+    index: int
+    position: int = END_OF_ENTRY
+
+    @staticmethod
+    def parse(raw: Union[str, EventId]) -> EventId:
+        """``INDEX.POSITION`` or ``INDEX``; anything else is ``InvalidRequest`` naming ``after``."""
+        if isinstance(raw, EventId):
+            return raw
+        if isinstance(raw, str):
+            index, dot, position = raw.partition(".")
+            ok = index.isascii() and index.isdigit() and (not dot or (position.isascii() and position.isdigit()))
+            if ok and len(index) <= 20 and len(position) <= 10 and (not dot or int(position) < END_OF_ENTRY):
+                return EventId(int(index), int(position) if dot else END_OF_ENTRY)
+        raise InvalidRequest("after", f"{raw!r} is not an event id (INDEX.POSITION)")
+
+    def __str__(self) -> str:
+        return str(self.index) if self.position == END_OF_ENTRY else f"{self.index}.{self.position}"
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change the cluster applied, as a watch delivers it (docs/http-api.md, ``GET /events``).
+
+    ``type`` is ``session_created``, ``session_deleted``, ``session_expired``, ``lock_acquired``,
+    ``lock_released``, ``lock_waiting`` or ``lock_wait_ended``; the fields a type does not have are
+    None (or empty), and ``data`` is the whole JSON object as the server sent it.
+    """
+
+    id: EventId
+    type: str
+    #: The leader's time stamp of the change (Unix seconds).
+    at: float
+    resource: Optional[str]
+    session_id: Optional[str]
+    client_id: Optional[str]
+    fence_token: Optional[int]
+    #: Lock events: ``"exclusive"`` or ``"shared"``, and the grant's value.
+    mode: Optional[str]
+    value: Optional[str]
+    #: A session's end: the grants it released, as ``(resource, fence_token)``.
+    released: List[Tuple[str, int]]
+    data: Dict[str, Any]
+
+    @staticmethod
+    def read(id: EventId, f: Fields) -> WatchEvent:
+        """From a change's JSON."""
+        return WatchEvent(id, f.text("type"), f.number("at"), f.opt_text("resource"), f.opt_text("session_id"),
+                          f.opt_text("client_id"), f.opt_integer("fence_token"), f.opt_text("mode"), f.opt_text("value"),
+                          f.items("released", lambda g: (g.text("resource"), g.integer("fence_token"))), f.body)

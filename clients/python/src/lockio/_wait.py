@@ -10,7 +10,7 @@ wait again (that would move the deadline later).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 from ._errors import InvalidRequest
 
@@ -18,6 +18,11 @@ MAX_WAIT_SECS = 300
 MAX_LOCK_DELAY_SECS = 60
 MIN_TIMEOUT_SECS = 5
 MAX_TIMEOUT_SECS = 3600
+#: A shared lock's ``limit`` (a counting semaphore's permits): 1 to 10,000.
+MAX_LIMIT = 10_000
+#: A grant's ``value``: at most this many bytes of UTF-8.
+MAX_VALUE_BYTES = 1024
+MODES = ("exclusive", "shared")
 #: The longest pause between two rounds of attempts of a wait: well inside the 2 s for which the
 #: server keeps the place of a waiter whose connection broke.
 RETRY_PAUSE_CAP = 0.5
@@ -61,6 +66,48 @@ def resource_value(resource: Any) -> str:
         raise InvalidRequest("resource", "must be 1 to 255 bytes of UTF-8 without control characters or "
                                          "leading or trailing whitespace")
     return str(resource)
+
+
+def mode_value(mode: Any) -> str:
+    """A lock's mode: ``"exclusive"`` or ``"shared"``."""
+    if mode not in MODES:
+        raise InvalidRequest("mode", 'must be "exclusive" or "shared"')
+    return str(mode)
+
+
+def limit_value(limit: Any, mode: str) -> Optional[int]:
+    """A shared lock's limit: None (no limit, or the resource's), or an integer from 1 to 10,000, only when shared."""
+    if limit is None:
+        return None
+    if mode != "shared":
+        raise InvalidRequest("limit", 'is only for mode "shared"')
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidRequest("limit", f"must be an integer from 1 to {MAX_LIMIT}")
+    return limit
+
+
+def grant_value(value: Any) -> Optional[str]:
+    """A value stored with a grant: None, or a string of at most 1,024 bytes of UTF-8."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value.encode("utf-8")) > MAX_VALUE_BYTES:
+        raise InvalidRequest("value", f"must be a string of at most {MAX_VALUE_BYTES} bytes of UTF-8")
+    return value
+
+
+def fence_token_value(fence_token: Any) -> int:
+    """A fence token: an integer of at least 1."""
+    if isinstance(fence_token, bool) or not isinstance(fence_token, int) or fence_token < 1:
+        raise InvalidRequest("fence_token", "must be an integer of at least 1")
+    return fence_token
+
+
+def prefix_value(prefix: Any) -> Optional[str]:
+    """A watch's resource prefix: "" (every change) or 1 to 255 bytes of UTF-8 without control characters."""
+    if not isinstance(prefix, str) or len(prefix.encode("utf-8")) > 255 \
+            or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in prefix):
+        raise InvalidRequest("resource", "a prefix is at most 255 bytes of UTF-8, without control characters")
+    return prefix or None
 
 
 def ask_for(left: float) -> int:

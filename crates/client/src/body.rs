@@ -28,6 +28,22 @@ impl Fields<'_> {
             self.u64(key)
         }
     }
+    /// A string that may be absent (`null` or missing): `None` then.
+    pub fn opt_str(&self, key: &str) -> Result<Option<&str>, String> {
+        if self.0[key].is_null() {
+            Ok(None)
+        } else {
+            self.str(key).map(Some)
+        }
+    }
+    /// An integer that may be absent (`null` or missing): `None` then.
+    pub fn opt_u64(&self, key: &str) -> Result<Option<u64>, String> {
+        if self.0[key].is_null() {
+            Ok(None)
+        } else {
+            self.u64(key).map(Some)
+        }
+    }
     pub fn bool(&self, key: &str) -> Result<bool, String> {
         self.0[key].as_bool().ok_or_else(|| format!("{key} is not a boolean"))
     }

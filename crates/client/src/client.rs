@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use lockio_core::{ClientId, FenceToken, Resource, SessionId, Stats, Timeout};
+use lockio_core::{ClientId, FenceToken, Limit, LockValue, Mode, Resource, SessionId, Stats, Timeout};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -282,9 +282,7 @@ impl Client {
     /// one this session already has); [`Error::LockHeld`] names the holder,
     /// [`Error::LockDelayed`] says until when a lock-delay keeps it. Safe to repeat.
     pub async fn acquire(&self, session_id: SessionId, resource: &str) -> Result<Grant, Error> {
-        let resource = Resource::new(resource)?;
-        let answer = self.send(acquire_request(session_id, &resource)).await?;
-        grant(&answer)
+        self.acquire_with(session_id, resource, &LockOptions::default()).await
     }
 
     /// `POST /sessions/{id}/locks/{resource}` with `{"wait": S}`: waits in the resource's queue,
@@ -303,20 +301,43 @@ impl Client {
     /// just before, this session holds the lock; [`Session::lock_wait`] cleans that up itself,
     /// a caller of this method has to release it.
     pub async fn acquire_wait(&self, session_id: SessionId, resource: &str, wait: Duration) -> Result<Grant, Error> {
+        self.acquire_with(session_id, resource, &LockOptions::default().wait(wait)).await
+    }
+
+    /// `POST /sessions/{id}/locks/{resource}` with the [`LockOptions`]: a mode (shared, with a
+    /// semaphore's `limit`, or exclusive), a `value` stored with the grant, and a `wait` in the
+    /// queue as in [`acquire_wait`](Client::acquire_wait). Besides the errors of `acquire`:
+    /// [`Error::ModeConflict`] when this session holds or waits for the resource in the other
+    /// mode, [`Error::LimitMismatch`] when a shared request names another limit than the
+    /// resource's. Values are checked before anything is sent.
+    pub async fn acquire_with(
+        &self,
+        session_id: SessionId,
+        resource: &str,
+        options: &LockOptions,
+    ) -> Result<Grant, Error> {
         let resource = Resource::new(resource)?;
-        if wait_secs(wait)? == 0 {
-            return self.acquire(session_id, resource.as_str()).await;
+        let body = options.body()?;
+        let wait = wait_secs(options.wait)?;
+        let mut request = acquire_request(session_id, &resource);
+        // Only what differs from a plain exclusive try-lock is sent, so a plain acquire stays
+        // the seed's bodiless request.
+        if body.as_object().is_some_and(|b| !b.is_empty()) {
+            request.body = Some(body);
+        }
+        if wait == 0 {
+            let answer = self.send(request).await?;
+            return grant(&answer, options);
         }
         let start = Instant::now();
-        let mut request = acquire_request(session_id, &resource);
-        request.wait_until = Some(start + wait);
+        request.wait_until = Some(start + options.wait);
         let settings = self.transport.settings;
         let budget = Budget {
-            deadline: start + call_time(wait, settings.request_timeout, settings.retry_budget),
+            deadline: start + call_time(options.wait, settings.request_timeout, settings.retry_budget),
             rounds: u32::MAX,
         };
         let answer = self.send_within(request, budget).await?;
-        grant(&answer)
+        grant(&answer, options)
     }
 
     /// `DELETE /sessions/{id}/locks/{resource}` with the grant's token. If an earlier attempt
@@ -332,37 +353,73 @@ impl Client {
         self.send_removal(request, |e| matches!(e, Error::LockNotHeld { .. })).await
     }
 
-    /// `GET /admin/locks/{resource}`: who holds it, if anyone, and who waits for it.
+    /// `GET /admin/locks/{resource}`: who holds it (every holder of a shared lock, with its
+    /// value), in which mode, and who waits for it.
     pub async fn lock_status(&self, resource: &str) -> Result<LockStatus, Error> {
         let resource = Resource::new(resource)?;
         let answer =
             self.send(Request::new(Method::GET, &["admin", "locks", resource.as_str()], Safety::Repeatable)).await?;
         read(&answer, |f| {
-            let holder = if f.bool("locked")? {
-                Some(LockHolder {
-                    session_id: f.session_id("session_id")?,
-                    fence_token: f.token("fence_token")?,
-                    acquired_at: f.time("acquired_at")?,
-                    client_id: if f.0["client_id"].is_null() { None } else { Some(f.client_id("client_id")?) },
-                })
-            } else {
-                None
-            };
+            let locked = f.bool("locked")?;
+            let mut holders = f.list("holders", holder)?;
+            // A server without shared locks names its one holder only at the top level.
+            if locked && holders.is_empty() {
+                holders.push(holder(f)?);
+            }
             let waiters = f.list("waiters", |w| {
                 Ok(Waiter {
                     session_id: w.session_id("session_id")?,
                     client_id: w.client_id("client_id")?,
+                    mode: opt_mode(w)?.unwrap_or_default(),
+                    limit: w.opt_u64("limit")?,
                     since: w.time("since")?,
                     deadline: w.time("deadline")?,
                 })
             })?;
             Ok(LockStatus {
                 resource: f.resource("resource")?,
-                holder,
+                holder: if locked { holders.first().cloned() } else { None },
+                mode: if locked { Some(opt_mode(f)?.unwrap_or_default()) } else { None },
+                limit: f.opt_u64("limit")?,
+                holders_count: if f.0["holders_count"].is_null() {
+                    holders.len() as u64
+                } else {
+                    f.u64("holders_count")?
+                },
+                holders,
                 queue_length: if f.0["queue_length"].is_null() { waiters.len() as u64 } else { f.u64("queue_length")? },
                 waiters,
                 delayed_until: f.opt_time("delayed_until")?,
             })
+        })
+    }
+
+    /// `POST /fence/check`: whether `fence_token` is the token of a current holder of
+    /// `resource` (a linearizable read), for a service that is handed a token and cannot keep
+    /// its own record of the highest one. `Ok` either way; [`FenceCheck::valid`] says which.
+    pub async fn fence_check(&self, resource: &str, fence_token: FenceToken) -> Result<FenceCheck, Error> {
+        let resource = Resource::new(resource)?;
+        let mut request = Request::new(Method::POST, &["fence", "check"], Safety::Repeatable);
+        request.body = Some(json!({"resource": resource.as_str(), "fence_token": fence_token.0}));
+        let answer = self.send(request).await?;
+        read(&answer, |f| {
+            Ok(FenceCheck {
+                resource: f.resource("resource")?,
+                fence_token: f.token("fence_token")?,
+                valid: f.bool("valid")?,
+                holders: f.list("holders", holder)?,
+            })
+        })
+    }
+
+    /// The leader of an election on `resource` (see [`Session::campaign`]): its exclusive
+    /// holder, whose [`value`](LockHolder::value) is what the leader published (its address).
+    /// `None` while nobody holds it, or while it is held in shared mode (not an election).
+    pub async fn leader(&self, resource: &str) -> Result<Option<LockHolder>, Error> {
+        let status = self.lock_status(resource).await?;
+        Ok(match status.mode {
+            Some(Mode::Exclusive) => status.holder,
+            _ => None,
         })
     }
 
@@ -431,8 +488,9 @@ fn acquire_request(session_id: SessionId, resource: &Resource) -> Request {
     Request::new(Method::POST, &["sessions", &session_id.to_string(), "locks", resource.as_str()], Safety::Repeatable)
 }
 
-/// The grant an acquire's success answer (201 new, 200 already held) carries.
-fn grant(answer: &Answer) -> Result<Grant, Error> {
+/// The grant an acquire's success answer (201 new, 200 already held) carries, for a request
+/// made with `options` (the answer does not repeat the mode and value).
+fn grant(answer: &Answer, options: &LockOptions) -> Result<Grant, Error> {
     let newly_granted = answer.status == StatusCode::CREATED;
     read(answer, |f| {
         Ok(Grant {
@@ -441,8 +499,26 @@ fn grant(answer: &Answer) -> Result<Grant, Error> {
             fence_token: f.token("fence_token")?,
             newly_granted,
             waited: f.opt_secs("waited")?.unwrap_or_default(),
+            mode: options.mode,
+            value: options.value.clone(),
         })
     })
+}
+
+/// One holder in a lock status or a fence check (also the top-level fields of an old server).
+fn holder(h: Fields<'_>) -> Result<LockHolder, String> {
+    Ok(LockHolder {
+        session_id: h.session_id("session_id")?,
+        fence_token: h.token("fence_token")?,
+        acquired_at: h.time("acquired_at")?,
+        client_id: if h.0["client_id"].is_null() { None } else { Some(h.client_id("client_id")?) },
+        value: h.opt_str("value")?.map(str::to_string),
+    })
+}
+
+/// A `mode` field, if present.
+fn opt_mode(f: Fields<'_>) -> Result<Option<Mode>, String> {
+    f.opt_str("mode")?.map(|m| Mode::parse(m).map_err(|e| e.to_string())).transpose()
 }
 
 fn node_status(f: Fields<'_>) -> Result<NodeStatus, String> {
@@ -529,13 +605,114 @@ pub struct Grant {
     pub newly_granted: bool,
     /// How long the request waited in the lock's queue; zero for a grant without waiting.
     pub waited: Duration,
+    /// The mode asked for (and granted).
+    pub mode: Mode,
+    /// The value asked for. A re-acquire (`newly_granted` false) keeps the grant's first value,
+    /// which [`Client::lock_status`] shows.
+    pub value: Option<String>,
+}
+
+/// How to take a lock: [`Client::acquire_with`], [`Session::lock_with`]. The default is an
+/// exclusive try-lock without a value.
+///
+/// ```
+/// use std::time::Duration;
+/// use lockio_client::{LockOptions, Mode};
+///
+/// // A permit of a 3-permit semaphore, waiting up to a minute for one.
+/// let options = LockOptions::shared().limit(3).wait(Duration::from_secs(60));
+/// assert_eq!((options.mode, options.limit), (Mode::Shared, Some(3)));
+/// // The leader of an election publishes its address.
+/// let options = LockOptions::exclusive().value("10.0.0.7:8080");
+/// assert_eq!(options.value.as_deref(), Some("10.0.0.7:8080"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockOptions {
+    /// Exclusive (one holder; the default) or shared (any number, or up to `limit`).
+    pub mode: Mode,
+    /// Shared only: at most this many holders at once (1 to 10,000), a counting semaphore.
+    /// The first shared request sets it for as long as the resource has shared holders or
+    /// waiters; `None` takes the resource's.
+    pub limit: Option<u64>,
+    /// Stored with the grant (at most 1,024 bytes), shown to everyone with the holders.
+    pub value: Option<String>,
+    /// How long to wait in the queue: whole seconds, 0 (a try-lock, the default) to 300.
+    pub wait: Duration,
+}
+
+impl LockOptions {
+    /// An exclusive lock (a writer, or a leader).
+    pub fn exclusive() -> LockOptions {
+        LockOptions::default()
+    }
+
+    /// A shared lock (a reader, or a semaphore's permit with [`limit`](LockOptions::limit)).
+    pub fn shared() -> LockOptions {
+        LockOptions { mode: Mode::Shared, ..LockOptions::default() }
+    }
+
+    pub fn limit(mut self, limit: u64) -> LockOptions {
+        self.limit = Some(limit);
+        self
+    }
+
+    pub fn value(mut self, value: impl Into<String>) -> LockOptions {
+        self.value = Some(value.into());
+        self
+    }
+
+    pub fn wait(mut self, wait: Duration) -> LockOptions {
+        self.wait = wait;
+        self
+    }
+
+    /// The acquire body's `mode`, `limit` and `value`, checked by the core's rules; `wait` is
+    /// the transport's.
+    fn body(&self) -> Result<serde_json::Value, Error> {
+        let mut body = json!({});
+        if self.mode == Mode::Shared {
+            body["mode"] = self.mode.as_str().into();
+        }
+        if let Some(limit) = self.limit {
+            if self.mode != Mode::Shared {
+                return Err(Error::InvalidInput {
+                    field: "limit".into(),
+                    reason: "a limit is only for a shared lock".into(),
+                });
+            }
+            body["limit"] = Limit::new(limit)?.get().into();
+        }
+        if let Some(value) = &self.value {
+            body["value"] = LockValue::new(value)?.as_str().into();
+        }
+        Ok(body)
+    }
+}
+
+/// The answer of [`Client::fence_check`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FenceCheck {
+    pub resource: Resource,
+    pub fence_token: FenceToken,
+    /// Whether a current holder of `resource` holds it under exactly `fence_token`.
+    pub valid: bool,
+    /// The current holders, oldest first.
+    pub holders: Vec<LockHolder>,
 }
 
 /// Who holds a resource, if anyone, and who waits for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LockStatus {
     pub resource: Resource,
+    /// The exclusive holder, or the oldest shared one (the seed's top-level fields).
     pub holder: Option<LockHolder>,
+    /// `None` while nobody holds it.
+    pub mode: Option<Mode>,
+    /// A semaphore's limit (shared mode only).
+    pub limit: Option<u64>,
+    /// Every holder, oldest first, each with its own token and value.
+    pub holders: Vec<LockHolder>,
+    pub holders_count: u64,
     /// How many sessions wait for it.
     pub queue_length: u64,
     /// The sessions waiting for it, in queue order: the first is granted the lock next.
@@ -552,6 +729,8 @@ pub struct LockHolder {
     pub acquired_at: SystemTime,
     /// The holder's client id (`None` from a server that does not say it).
     pub client_id: Option<ClientId>,
+    /// The value stored with its grant (a leader's address), if any.
+    pub value: Option<String>,
 }
 
 /// A session in a lock's queue.
@@ -559,6 +738,9 @@ pub struct LockHolder {
 pub struct Waiter {
     pub session_id: SessionId,
     pub client_id: ClientId,
+    /// The mode it asks for, and a shared request's limit.
+    pub mode: Mode,
+    pub limit: Option<u64>,
     /// When it joined the queue.
     pub since: SystemTime,
     /// When its wait ends without the lock, in the leader's time.

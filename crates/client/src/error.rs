@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use lockio_core::{ClientId, FenceToken, Resource, SessionId};
+use lockio_core::{ClientId, FenceToken, Mode, Resource, SessionId};
 use serde_json::Value;
 
 use crate::body::Fields;
@@ -42,6 +42,22 @@ pub enum Error {
     /// The lock's queue is full (10,000 waiters): this wait was not queued. Try again later.
     #[error("{resource} has {queue_length} sessions waiting, as many as its queue takes")]
     QueueFull { resource: Resource, queue_length: u64 },
+
+    /// This session holds, or waits for, the resource in `mode`, and asked for it in the other
+    /// mode: there is no upgrade or downgrade. Release it (or let the wait end) first.
+    #[error("this session holds or waits for {resource} in {} mode; it cannot ask for it in the other mode", .mode.as_str())]
+    ModeConflict { resource: Resource, mode: Mode },
+
+    /// A shared request named another limit than the resource's current one (`None`: it has
+    /// no limit), which holds while it has shared holders or waiters. Ask with that limit or
+    /// none.
+    #[error("{}", limit_mismatch(resource, *.limit))]
+    LimitMismatch { resource: Resource, limit: Option<u64> },
+
+    /// A wait reached its deadline at the very moment the lock became free (rare): not
+    /// granted, but asking again may get it.
+    #[error("the wait ended at its deadline just as the lock became free; asking again may get it")]
+    WaitTimeout { waited: Option<Duration> },
 
     /// The session expired: the cluster released its locks. Stop the work they protected and
     /// open a new session.
@@ -134,6 +150,13 @@ fn lock_held(
     text
 }
 
+fn limit_mismatch(resource: &Resource, limit: Option<u64>) -> String {
+    match limit {
+        Some(n) => format!("{resource} is shared with a limit of {n}; ask with that limit or none"),
+        None => format!("{resource} is shared with no limit; ask without one"),
+    }
+}
+
 fn unavailable(tried: &[Attempt], outcome_unknown: bool) -> String {
     let mut text = if tried.is_empty() {
         "lock.io cluster unavailable: no endpoint could be tried in time".to_string()
@@ -179,6 +202,18 @@ pub(crate) fn from_answer(endpoint: &str, status: u16, body: &Value) -> Error {
             })
         })()
         .ok(),
+        "MODE_CONFLICT" => (|| {
+            Ok::<_, String>(Error::ModeConflict {
+                resource: f.resource("resource")?,
+                mode: Mode::parse(f.str("mode")?).map_err(|e| e.to_string())?,
+            })
+        })()
+        .ok(),
+        "LIMIT_MISMATCH" => (|| {
+            Ok::<_, String>(Error::LimitMismatch { resource: f.resource("resource")?, limit: f.opt_u64("limit")? })
+        })()
+        .ok(),
+        "WAIT_TIMEOUT" => f.opt_secs("waited").ok().map(|waited| Error::WaitTimeout { waited }),
         "SESSION_EXPIRED" => f.session_id("session_id").ok().map(|session_id| Error::SessionExpired { session_id }),
         "SESSION_NOT_FOUND" => f.session_id("session_id").ok().map(|session_id| Error::SessionNotFound { session_id }),
         "LOCK_NOT_HELD" => (|| {
@@ -245,6 +280,26 @@ mod tests {
                 409,
                 json!({"acquired": false, "code": "QUEUE_FULL", "error": "…", "resource": "orders", "queue_length": 10000}),
                 "orders has 10000 sessions waiting, as many as its queue takes",
+            ),
+            (
+                409,
+                json!({"acquired": false, "code": "MODE_CONFLICT", "error": "…", "mode": "shared", "resource": "report", "session_id": S}),
+                "this session holds or waits for report in shared mode; it cannot ask for it in the other mode",
+            ),
+            (
+                409,
+                json!({"acquired": false, "code": "LIMIT_MISMATCH", "error": "…", "limit": 3, "resource": "pool"}),
+                "pool is shared with a limit of 3; ask with that limit or none",
+            ),
+            (
+                409,
+                json!({"acquired": false, "code": "LIMIT_MISMATCH", "error": "…", "limit": null, "resource": "pool"}),
+                "pool is shared with no limit; ask without one",
+            ),
+            (
+                409,
+                json!({"acquired": false, "code": "WAIT_TIMEOUT", "error": "…", "waited": 30.0}),
+                "the wait ended at its deadline just as the lock became free; asking again may get it",
             ),
             (410, json!({"acquired": false, "code": "SESSION_EXPIRED", "error": "…", "session_id": S}), "session b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d has expired and its locks were released"),
             (410, json!({"code": "SESSION_EXPIRED", "error": "…", "session_id": S}), "session b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d has expired and its locks were released"),

@@ -15,7 +15,9 @@
 //!   [alive, in jeopardy or expired](SessionState); closed, or dropped, it is deleted.
 //!   [`lock`](Session::lock) is a try-lock; [`lock_wait`](Session::lock_wait) waits in the
 //!   lock's queue, kept by the cluster in arrival order, and gets the lock the moment the
-//!   sessions ahead are done with it.
+//!   sessions ahead are done with it. [`lock_with`](Session::lock_with) takes [`LockOptions`]:
+//!   shared locks (readers), counting semaphores (`limit`), a `value` stored with the grant;
+//!   [`campaign`](Session::campaign) is a leader election.
 //! - [`LockGuard`]: a held lock and its [`FenceToken`]; released explicitly or on drop.
 //! - [`Error`]: why a call failed, one variant per thing the caller can do about it.
 //!
@@ -98,7 +100,55 @@
 //! # }
 //! ```
 //!
-//! Left out for now: shared locks, TLS and authentication.
+//! Readers and writers, semaphores: a shared lock is held by any number of sessions at once
+//! (or at most `limit`, a counting semaphore), each grant with its own fence token; an exclusive
+//! request waits for all of them, and shared requests after it wait behind it.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lockio_client::{Client, Error, LockOptions, Mode};
+//!
+//! # async fn demo() -> Result<(), Error> {
+//! let client = Client::new(["127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002"])?;
+//! let session = client.open_session("report-reader-1", Duration::from_secs(30)).await?;
+//! let read = session.lock_with("report", LockOptions::shared().wait(Duration::from_secs(10))).await?;
+//! assert_eq!(read.mode(), Mode::Shared);
+//! let status = client.lock_status("report").await?;
+//! println!("{} readers: {:?}", status.holders_count, status.holders.iter().map(|h| h.fence_token).collect::<Vec<_>>());
+//! match session.lock_with("pool", LockOptions::shared().limit(2)).await {
+//!     Ok(permit) => permit.release().await?,
+//!     Err(Error::LockHeld { .. }) => println!("both permits are taken"),
+//!     Err(Error::LimitMismatch { limit, .. }) => println!("pool's limit is {limit:?}, not 2"),
+//!     Err(e) => return Err(e),
+//! }
+//! read.release().await?;
+//! session.close().await
+//! # }
+//! ```
+//!
+//! A leader election: [`Session::campaign`] waits for the exclusive lock with a value (the
+//! leader's address), [`Client::leader`] reads who leads, and [`Client::fence_check`] lets a
+//! downstream service ask whether a token it was handed is still a current holder's:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lockio_client::{Client, Error};
+//!
+//! # async fn demo() -> Result<(), Error> {
+//! let client = Client::new(["127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002"])?;
+//! let session = client.open_session("scheduler-a", Duration::from_secs(15)).await?;
+//! let leading = session.campaign("scheduler", "10.0.0.7:8080", Duration::from_secs(300)).await?;
+//! let leader = client.leader("scheduler").await?.expect("someone leads");
+//! assert_eq!(leader.value.as_deref(), Some("10.0.0.7:8080"));
+//! let check = client.fence_check("scheduler", leading.fence_token()).await?;
+//! assert!(check.valid);
+//! leading.release().await?;
+//! assert!(!client.fence_check("scheduler", leader.fence_token).await?.valid);
+//! session.close().await
+//! # }
+//! ```
+//!
+//! Left out for now: TLS and authentication.
 
 mod body;
 mod client;
@@ -114,12 +164,12 @@ mod wait;
 mod watch;
 
 pub use client::{
-    Client, ClientBuilder, Grant, KeepaliveAck, LockHolder, LockStatus, Member, NodeStatus, SessionCreated,
-    SessionInfo, Waiter,
+    Client, ClientBuilder, FenceCheck, Grant, KeepaliveAck, LockHolder, LockOptions, LockStatus, Member, NodeStatus,
+    SessionCreated, SessionInfo, Waiter,
 };
 pub use error::{Attempt, Error};
 pub use lease::{Expiry, SessionState};
 pub use lock::LockGuard;
-pub use lockio_core::{ClientId, FenceToken, Resource, SessionId, Stats};
+pub use lockio_core::{ClientId, FenceToken, Mode, Resource, SessionId, Stats};
 pub use session::Session;
 pub use watch::{EventId, Watch, WatchEvent};

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use lockio_core::{FenceToken, Resource, SessionId};
+use lockio_core::{FenceToken, Mode, Resource, SessionId};
 
 use crate::client::Grant;
 use crate::{Client, Error};
@@ -49,6 +49,17 @@ impl LockGuard {
     /// [`Client::acquire`] did), in which case the token is the earlier grant's.
     pub fn newly_granted(&self) -> bool {
         self.grant.newly_granted
+    }
+
+    /// Exclusive, or shared (a reader, or a semaphore's permit).
+    pub fn mode(&self) -> Mode {
+        self.grant.mode
+    }
+
+    /// The value asked for with the grant (a leader's address), if any. A re-acquire of a
+    /// lock the session already held keeps the first grant's value.
+    pub fn value(&self) -> Option<&str> {
+        self.grant.value.as_deref()
     }
 
     /// How long the grant waited in the lock's queue; zero for a grant without waiting.

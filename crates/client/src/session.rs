@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::client::SessionCreated;
+use crate::client::{LockOptions, SessionCreated};
 use crate::lease::{Expiry, Keepalive, Lease, SessionState};
 use crate::lock::{Held, LockGuard};
 use crate::transport::Budget;
@@ -161,20 +161,7 @@ impl Session {
     /// Try-lock: a guard holding the fence token, or why not ([`Error::LockHeld`] names the
     /// holder). Releases the lock when dropped; see [`LockGuard`].
     pub async fn lock(&self, resource: &str) -> Result<LockGuard, Error> {
-        if self.state().is_expired() {
-            return Err(Error::SessionExpired { session_id: self.id });
-        }
-        let resource = Resource::new(resource)?;
-        if !self.held.reserve(&resource) {
-            return Err(Error::AlreadyLocked { resource });
-        }
-        match self.client.acquire(self.id, resource.as_str()).await {
-            Ok(grant) => Ok(LockGuard::new(self.client.clone(), grant, self.held.clone())),
-            Err(e) => {
-                self.held.forget(&resource);
-                Err(e)
-            }
-        }
+        self.lock_with(resource, LockOptions::default()).await
     }
 
     /// Waits up to `wait` (whole seconds, 0 to 300) in the lock's queue: a guard once the lock is
@@ -203,16 +190,43 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn lock_wait(&self, resource: &str, wait: Duration) -> Result<LockGuard, Error> {
-        if wait.is_zero() {
-            return self.lock(resource).await;
-        }
+        self.lock_with(resource, LockOptions::default().wait(wait)).await
+    }
+
+    /// A lock taken with [`LockOptions`]: shared (a reader) or a semaphore's permit
+    /// (`limit`), a `value` stored with the grant, and a `wait` in the queue (as in
+    /// [`lock_wait`](Session::lock_wait); zero is a try-lock). Every grant, shared or not, has
+    /// its own fence token. [`Error::ModeConflict`] if this session holds or waits for the
+    /// resource in the other mode, [`Error::LimitMismatch`] if the resource's limit is another.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: lockio_client::Session) -> Result<(), lockio_client::Error> {
+    /// use std::time::Duration;
+    /// use lockio_client::LockOptions;
+    ///
+    /// // One of at most 4 concurrent exports; wait up to 30 s for a permit.
+    /// let permit = session.lock_with("exports", LockOptions::shared().limit(4).wait(Duration::from_secs(30))).await?;
+    /// println!("permit with fence token {}", permit.fence_token());
+    /// permit.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn lock_with(&self, resource: &str, options: LockOptions) -> Result<LockGuard, Error> {
         if self.state().is_expired() {
             return Err(Error::SessionExpired { session_id: self.id });
         }
         let resource = Resource::new(resource)?;
-        wait_secs(wait)?;
+        wait_secs(options.wait)?;
         if !self.held.reserve(&resource) {
             return Err(Error::AlreadyLocked { resource });
+        }
+        if options.wait.is_zero() {
+            return match self.client.acquire_with(self.id, resource.as_str(), &options).await {
+                Ok(grant) => Ok(LockGuard::new(self.client.clone(), grant, self.held.clone())),
+                Err(e) => {
+                    self.held.forget(&resource);
+                    Err(e)
+                }
+            };
         }
         // From here, a drop of this future leaves the outcome to `Pending`.
         let mut pending = Pending {
@@ -223,7 +237,7 @@ impl Session {
             settled: false,
         };
         let result = tokio::select! {
-            result = self.client.acquire_wait(self.id, resource.as_str(), wait) => result,
+            result = self.client.acquire_with(self.id, resource.as_str(), &options) => result,
             // The cluster answers SESSION_EXPIRED too, if it can be reached; this is sooner.
             _ = self.expired() => Err(Error::SessionExpired { session_id: self.id }),
         };
@@ -240,6 +254,41 @@ impl Session {
                 Err(e)
             }
         }
+    }
+
+    /// Campaigns in a leader election on `resource`: waits up to `wait` (whole seconds, 0 to
+    /// 300) for its exclusive lock, with `value` (say, this instance's address) stored with
+    /// the grant. The guard means this session leads, until it is released or the session
+    /// expires; [`Client::leader`] tells everyone else who leads. When `wait` passes first it
+    /// is [`Error::LockHeld`], naming the leader: campaign again to stay in the running.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: lockio_client::Client) -> Result<(), lockio_client::Error> {
+    /// use std::time::Duration;
+    /// use lockio_client::Error;
+    ///
+    /// let session = client.open_session("scheduler-2", Duration::from_secs(15)).await?;
+    /// let leadership = loop {
+    ///     match session.campaign("scheduler", "10.0.0.7:8080", Duration::from_secs(300)).await {
+    ///         Ok(guard) => break guard,
+    ///         Err(Error::LockHeld { .. }) => continue, // someone else still leads
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// };
+    /// println!("leading with fence token {}", leadership.fence_token());
+    /// tokio::select! {
+    ///     _ = lead(leadership.fence_token().0) => leadership.release().await?,
+    ///     why = session.expired() => eprintln!("no longer the leader: {why}"),
+    /// }
+    /// // Elsewhere: who leads?
+    /// if let Some(leader) = client.leader("scheduler").await? {
+    ///     println!("leader: {} (fence token {})", leader.value.unwrap_or_default(), leader.fence_token);
+    /// }
+    /// # Ok(()) }
+    /// # async fn lead(_token: u64) {}
+    /// ```
+    pub async fn campaign(&self, resource: &str, value: &str, wait: Duration) -> Result<LockGuard, Error> {
+        self.lock_with(resource, LockOptions::exclusive().value(value).wait(wait)).await
     }
 
     /// Stops the keepalives and deletes the session, which releases its locks. A session the
@@ -318,7 +367,7 @@ impl Drop for Pending {
             while Instant::now() < limit {
                 match client.lock_status(resource.as_str()).await {
                     Ok(status) => {
-                        if let Some(holder) = status.holder.as_ref().filter(|h| h.session_id == id) {
+                        if let Some(holder) = status.holders.iter().find(|h| h.session_id == id) {
                             if let Err(e) = client.release(id, resource.as_str(), holder.fence_token).await {
                                 tracing::debug!(session_id = %id, %resource, error = %e, "releasing the lock of a cancelled wait failed");
                             }

@@ -1,6 +1,7 @@
 //! The command line (cli.md): `lockio serve` and `lockio dev`, with every flag also readable
 //! from a `LOCKIO_*` environment variable, and the client commands (`status`, `session`,
-//! `lock`, `stats`, `cleanup`, `exec`) that `ctl` runs against a cluster.
+//! `lock`, `stats`, `cleanup`, `exec`, `fence`, `elect`, `leader`) that `ctl` runs against a
+//! cluster.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -56,6 +57,20 @@ pub enum Command {
     /// lockio exits 125. Exits 1 if CMD never ran (lock held past --wait, cluster unavailable), 126/127 if
     /// CMD cannot be run or found.
     Exec(ExecArgs),
+    /// Check whether a fence token is a current holder's of a resource.
+    Fence(Group<FenceCommand>),
+    /// Run a command while this process is the elected leader on a resource.
+    ///
+    /// Creates a session and waits in the resource's queue (as long as it takes, in rounds of
+    /// up to 300 s) for its exclusive lock, with --value stored with the grant (say, this
+    /// instance's address). Once it leads, prints `leader: VALUE (fence token N)` and runs CMD
+    /// as `lockio exec` does: with LOCKIO_FENCE_TOKEN, LOCKIO_SESSION_ID, LOCKIO_RESOURCE and
+    /// LOCKIO_LEADER_VALUE set, signals passed on, CMD's process group stopped (SIGTERM, then
+    /// SIGKILL after --grace) and exit 125 if leadership (the session) is lost. When CMD exits,
+    /// it steps down (releases the lock, so the next candidate leads) and exits with CMD's status.
+    Elect(ElectArgs),
+    /// Who leads an election on a resource: its exclusive holder's value and fence token.
+    Leader(LeaderArgs),
 }
 
 /// The three nodes `lockio dev` runs.
@@ -164,6 +179,17 @@ pub enum LockCommand {
         /// 1m; at most 300 s, rounded up to whole seconds). Default 0: one try.
         #[arg(long, default_value = "0", value_parser = parse_wait)]
         wait: Duration,
+        /// Take it in shared mode: any number of sessions hold it together (readers), or at
+        /// most --limit (a semaphore's permits).
+        #[arg(long)]
+        shared: bool,
+        /// With --shared: at most N holders at once (1 to 10,000), a counting semaphore.
+        #[arg(long, requires = "shared", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        limit: Option<u64>,
+        /// A value stored with the grant (at most 1,024 bytes), shown with the holders, e.g. a
+        /// leader's address.
+        #[arg(long)]
+        value: Option<String>,
         /// Print only the fence token (for `TOKEN=$(lockio lock acquire -q ...)`).
         #[arg(short, long)]
         quiet: bool,
@@ -178,7 +204,8 @@ pub enum LockCommand {
         #[arg(long, value_parser = parse_fence_token)]
         fence_token: FenceToken,
     },
-    /// Who holds RESOURCE, since when, with which fence token, and who waits for it.
+    /// Who holds RESOURCE (every holder of a shared lock, with its fence token and value), in
+    /// which mode, and who waits for it.
     Status {
         /// The resource to look at.
         resource: String,
@@ -228,6 +255,61 @@ pub struct ExecArgs {
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum FenceCommand {
+    /// Whether TOKEN is the fence token of a current holder of RESOURCE; prints `valid` or
+    /// `invalid` and the holders. Exit status 0 when valid, 1 when not.
+    Check {
+        /// The resource the token was granted on.
+        resource: String,
+        /// The fence token to check.
+        #[arg(value_parser = parse_fence_token)]
+        fence_token: FenceToken,
+    },
+}
+
+/// `lockio elect`.
+#[derive(Debug, Clone, Args)]
+pub struct ElectArgs {
+    #[command(flatten)]
+    pub endpoints: Endpoints,
+
+    /// The resource the candidates campaign on.
+    pub resource: String,
+
+    /// What the leader publishes (at most 1,024 bytes), e.g. its address: `lockio leader`
+    /// prints it.
+    #[arg(long)]
+    pub value: String,
+
+    /// Session timeout in seconds (5 to 3600): how long the cluster keeps the leadership if
+    /// this process stops sending keepalives (crashed, stopped, cut off).
+    #[arg(long, default_value_t = 15)]
+    pub timeout: u64,
+
+    /// After leadership is lost: how long CMD's process group has between SIGTERM and SIGKILL.
+    #[arg(long, default_value = "5", value_parser = parse_secs)]
+    pub grace: Duration,
+
+    /// The session's client id. Default: lockio-elect@HOST:PID.
+    #[arg(long, default_value_t = default_client_id("lockio-elect", true), hide_default_value = true)]
+    pub client_id: String,
+
+    /// The command to run while leading, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// `lockio leader`.
+#[derive(Debug, Clone, Args)]
+pub struct LeaderArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+
+    /// The resource of the election.
+    pub resource: String,
 }
 
 /// A session id argument, checked before anything is sent.
@@ -472,6 +554,27 @@ mod tests {
             panic!()
         };
         assert_eq!(lock_delay, 10);
+    }
+
+    #[test]
+    fn lock_acquire_takes_shared_limit_and_value_and_elect_takes_a_command() {
+        let id = "b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d";
+        let cli =
+            Cli::try_parse_from(["lockio", "lock", "acquire", "--shared", "--limit", "3", "--value", "v", id, "r"])
+                .unwrap();
+        let Command::Lock(Group { command: LockCommand::Acquire { shared, limit, value, .. }, .. }) = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!((shared, limit, value.as_deref()), (true, Some(3), Some("v")));
+        assert!(Cli::try_parse_from(["lockio", "lock", "acquire", "--limit", "3", id, "r"]).is_err(), "needs --shared");
+        assert!(Cli::try_parse_from(["lockio", "lock", "acquire", "--shared", "--limit", "0", id, "r"]).is_err());
+        let cli = Cli::try_parse_from(["lockio", "elect", "sched", "--value", "a:1", "--", "sh", "-c", "x"]).unwrap();
+        let Command::Elect(elect) = cli.command else { panic!() };
+        assert_eq!((elect.resource.as_str(), elect.value.as_str()), ("sched", "a:1"));
+        assert_eq!(elect.command, ["sh", "-c", "x"]);
+        assert!(Cli::try_parse_from(["lockio", "elect", "sched", "--", "true"]).is_err(), "--value is required");
+        assert!(Cli::try_parse_from(["lockio", "fence", "check", "r", "0"]).is_err(), "tokens start at 1");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `lockio exec`: runs a command only while this process holds a lock, and stops it when the
-//! lock is lost. Owns the child process (and the process group it runs in) and the signals
+//! lock is lost; `lockio elect`: the same, with the lock an election's (waited for as long as it
+//! takes, with a value that says who leads). Owns the child process (and the process group it runs in) and the signals
 //! between it, the user and the session; the session's state comes from `lockio_client::Session`.
 //!
 //! Exit status: CMD's own (128+N if a signal N ended it) when it ran to the end under the lock;
@@ -12,12 +13,15 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use std::ffi::OsString;
+use std::io::Write;
+
 use lockio_client::{Client, Error, LockGuard, Session, SessionState};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::{fail, whole_secs_up};
-use crate::cli::ExecArgs;
+use crate::cli::{ElectArgs, ExecArgs};
 
 /// The exit status when the session was lost while CMD ran.
 pub const LOST: i32 = 125;
@@ -54,17 +58,77 @@ pub async fn run(client: Client, args: ExecArgs) -> i32 {
             return 128 + signo;
         }
     };
-    let mut job = match Job::spawn(&args, &session, &guard) {
+    let what = format!("the lock on {}", guard.resource());
+    under_lock(session, guard, &args.command, &[], &what, args.grace, &mut signals).await
+}
+
+/// How long one round of a campaign waits in the queue: the longest wait the cluster takes.
+const CAMPAIGN_ROUND: Duration = Duration::from_secs(300);
+
+/// `lockio elect`: opens a session, waits (in rounds of `CAMPAIGN_ROUND`, for as long as it
+/// takes) for the exclusive lock with `--value`, prints `leader: VALUE (fence token N)`, and
+/// runs CMD under the lock as `exec` does.
+pub async fn elect(client: Client, args: ElectArgs) -> i32 {
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("cannot handle signals: {e}")),
+    };
+    let session = tokio::select! {
+        opened = client.open_session(&args.client_id, Duration::from_secs(args.timeout)) => match opened {
+            Ok(s) => s,
+            Err(e) => return fail(&e),
+        },
+        signo = signals.recv() => return 128 + signo,
+    };
+    let guard = loop {
+        tokio::select! {
+            taken = session.campaign(&args.resource, &args.value, CAMPAIGN_ROUND) => match taken {
+                Ok(guard) => break guard,
+                // Someone else still leads (or the round ended as it was freed): another round,
+                // from the back of the queue again.
+                Err(Error::LockHeld { .. } | Error::WaitTimeout { .. }) => continue,
+                Err(e) => {
+                    close(session, None).await;
+                    return fail(&e);
+                }
+            },
+            signo = signals.recv() => {
+                close(session, None).await;
+                return 128 + signo;
+            }
+        }
+    };
+    let mut stdout = std::io::stdout();
+    let line = super::output::leader_line(Some(&args.value), guard.fence_token());
+    // Said before CMD runs, so that it comes first; a closed stdout does not stop the leader.
+    let _ = stdout.write_all(line.as_bytes()).and_then(|()| stdout.flush());
+    let what = format!("leadership of {}", guard.resource());
+    let env = [("LOCKIO_LEADER_VALUE", args.value.clone())];
+    under_lock(session, guard, &args.command, &env, &what, args.grace, &mut signals).await
+}
+
+/// Runs `command` while `guard` is held, supervises it, and cleans up: the part `exec` and
+/// `elect` share. `what` names what is held, for the messages (`the lock on r`). Returns the
+/// exit status.
+async fn under_lock(
+    session: Session,
+    guard: LockGuard,
+    command: &[OsString],
+    env: &[(&str, String)],
+    what: &str,
+    grace: Duration,
+    signals: &mut Signals,
+) -> i32 {
+    let mut job = match Job::spawn(command, env, &session, &guard) {
         Ok(job) => job,
         Err(e) => {
             close(session, Some(guard)).await;
             let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
-            eprintln!("lockio: cannot run {}: {e}", args.command[0].to_string_lossy());
+            eprintln!("lockio: cannot run {}: {e}", command[0].to_string_lossy());
             return code;
         }
     };
-    let resource = guard.resource().to_string();
-    match supervise(&mut job, &session, &resource, &mut signals, args.grace).await {
+    match supervise(&mut job, &session, what, signals, grace).await {
         Ok(Ended::Exited(status)) => {
             // Nothing CMD started may outlive the lock: what is left of its group goes first.
             if job.group_alive() {
@@ -72,16 +136,13 @@ pub async fn run(client: Client, args: ExecArgs) -> i32 {
                     "lockio: CMD exited, leaving processes in its process group {}; sending them SIGTERM",
                     job.pid
                 );
-                if let Err(e) = job.stop(args.grace).await {
+                if let Err(e) = job.stop(grace).await {
                     eprintln!("lockio: warning: stopping CMD's process group: {e}");
                 }
             }
             // A child that exited at the moment the session was lost may have run unprotected.
             if let SessionState::Expired(why) = session.state() {
-                eprintln!(
-                    "lockio: lost the lock on {resource} as CMD exited: session {} expired ({why})",
-                    session.id()
-                );
+                eprintln!("lockio: lost {what} as CMD exited: session {} expired ({why})", session.id());
                 close(session, None).await;
                 return LOST;
             }
@@ -120,14 +181,15 @@ struct Job {
 }
 
 impl Job {
-    fn spawn(args: &ExecArgs, session: &Session, guard: &LockGuard) -> std::io::Result<Job> {
+    fn spawn(cmd: &[OsString], env: &[(&str, String)], session: &Session, guard: &LockGuard) -> std::io::Result<Job> {
         let own_group = !std::io::stdin().is_terminal();
-        let mut command = Command::new(&args.command[0]);
+        let mut command = Command::new(&cmd[0]);
         command
-            .args(&args.command[1..])
+            .args(&cmd[1..])
             .env("LOCKIO_FENCE_TOKEN", guard.fence_token().to_string())
             .env("LOCKIO_SESSION_ID", session.id().to_string())
-            .env("LOCKIO_RESOURCE", guard.resource().as_str());
+            .env("LOCKIO_RESOURCE", guard.resource().as_str())
+            .envs(env.iter().map(|(k, v)| (k, v)));
         if own_group {
             command.process_group(0);
         }
@@ -201,7 +263,7 @@ enum Ended {
 async fn supervise(
     job: &mut Job,
     session: &Session,
-    resource: &str,
+    what: &str,
     signals: &mut Signals,
     grace: Duration,
 ) -> std::io::Result<Ended> {
@@ -225,7 +287,7 @@ async fn supervise(
                     );
                 }
                 SessionState::Expired(why) => {
-                    eprintln!("lockio: lost the lock on {resource}: session {} expired ({why}); sending SIGTERM to CMD (pid {})", session.id(), job.pid);
+                    eprintln!("lockio: lost {what}: session {} expired ({why}); sending SIGTERM to CMD (pid {})", session.id(), job.pid);
                     // Lost either way: a failure to stop CMD is reported, not a reason to
                     // release a lock the session no longer holds.
                     if let Err(e) = job.stop(grace).await {

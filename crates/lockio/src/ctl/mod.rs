@@ -1,6 +1,6 @@
-//! The client commands of `lockio` (`status`, `session`, `lock`, `stats`, `cleanup`, `exec`):
-//! each makes a few `lockio-client` calls and prints through `output` (`lock watch` prints as it
-//! goes, in `watch`). An error is one line on stderr and exit status 1. Knows nothing of the
+//! The client commands of `lockio` (`status`, `session`, `lock`, `stats`, `cleanup`, `fence`,
+//! `leader`, `exec`, `elect`): each makes a few `lockio-client` calls and prints through `output`
+//! (`lock watch` prints as it goes, in `watch`; `exec` and `elect` run a command, in `exec`). An error is one line on stderr and exit status 1. Knows nothing of the
 //! server's insides: it is a client like any other.
 
 mod exec;
@@ -9,9 +9,9 @@ mod watch;
 
 use std::time::{Duration, SystemTime};
 
-use lockio_client::{Client, Error};
+use lockio_client::{Client, Error, LockOptions, Mode};
 
-use crate::cli::{Command, Connection, LeadingConnection, LockCommand, SessionCommand};
+use crate::cli::{Command, Connection, FenceCommand, LeadingConnection, LockCommand, SessionCommand};
 use output::{MemberRow, Output};
 
 /// What to do, once the connection flags are set aside.
@@ -22,6 +22,9 @@ enum Action {
     Stats,
     Cleanup,
     Exec(crate::cli::ExecArgs),
+    Elect(crate::cli::ElectArgs),
+    Fence(FenceCommand),
+    Leader(String),
 }
 
 /// Runs a client command; returns the process's exit status.
@@ -34,6 +37,9 @@ pub fn run(command: Command, leading: LeadingConnection) -> i32 {
         Command::Cleanup(c) => (c, Action::Cleanup),
         // exec prints nothing of its own but errors, so it has no --json.
         Command::Exec(c) => (Connection { endpoints: c.endpoints.clone(), json: false }, Action::Exec(c)),
+        Command::Elect(c) => (Connection { endpoints: c.endpoints.clone(), json: false }, Action::Elect(c)),
+        Command::Fence(c) => (c.connection, Action::Fence(c.command)),
+        Command::Leader(c) => (c.connection, Action::Leader(c.resource)),
         Command::Serve(_) | Command::Dev(_) => unreachable!("server commands are not client commands"),
     };
     let (endpoints, json) = (connection.endpoints(&leading), connection.json(&leading));
@@ -46,8 +52,22 @@ pub fn run(command: Command, leading: LeadingConnection) -> i32 {
             Ok(c) => c,
             Err(e) => return fail(&e),
         };
+        // Commands whose exit status says something besides success: 1 for an invalid token
+        // or nobody leading, with the answer printed all the same.
+        let mut code = 0;
         let output = match action {
             Action::Exec(args) => return exec::run(client, args).await,
+            Action::Elect(args) => return exec::elect(client, args).await,
+            Action::Fence(FenceCommand::Check { resource, fence_token }) => {
+                client.fence_check(&resource, fence_token).await.map(|check| {
+                    code = if check.valid { 0 } else { 1 };
+                    Some(output::fence_check(&check, SystemTime::now()))
+                })
+            }
+            Action::Leader(resource) => client.leader(&resource).await.map(|leader| {
+                code = if leader.is_some() { 0 } else { 1 };
+                Some(output::leader(&resource, leader.as_ref()))
+            }),
             Action::Lock(LockCommand::Watch { prefix, after }) => return watch::run(client, prefix, after, json).await,
             Action::Status => status(&client).await,
             Action::Session(c) => session(&client, c).await,
@@ -58,11 +78,11 @@ pub fn run(command: Command, leading: LeadingConnection) -> i32 {
         match output {
             Ok(Some(out)) if json => {
                 println!("{}", out.json);
-                0
+                code
             }
             Ok(Some(out)) => {
                 print!("{}", out.human);
-                0
+                code
             }
             Ok(None) => 0,
             Err(e) => fail(&e),
@@ -104,9 +124,15 @@ async fn session(client: &Client, command: SessionCommand) -> Result<Option<Outp
 
 async fn lock(client: &Client, command: LockCommand) -> Result<Option<Output>, Error> {
     Ok(Some(match command {
-        LockCommand::Acquire { session_id, resource, wait, quiet } => {
+        LockCommand::Acquire { session_id, resource, wait, shared, limit, value, quiet } => {
             // A wait of zero is a try-lock.
-            let grant = client.acquire_wait(session_id.0, &resource, whole_secs_up(wait)).await?;
+            let options = LockOptions {
+                mode: if shared { Mode::Shared } else { Mode::Exclusive },
+                limit,
+                value,
+                wait: whole_secs_up(wait),
+            };
+            let grant = client.acquire_with(session_id.0, &resource, &options).await?;
             if quiet {
                 println!("{}", grant.fence_token);
                 return Ok(None);
@@ -119,15 +145,7 @@ async fn lock(client: &Client, command: LockCommand) -> Result<Option<Output>, E
         }
         LockCommand::Watch { .. } => unreachable!("a watch prints as it goes (`watch::run`)"),
         LockCommand::Status { resource } => {
-            let status = client.lock_status(&resource).await?;
-            // The holder's name, if the answer lacks it, is on its session; without it the
-            // answer is still useful.
-            let client_id = match &status.holder {
-                Some(h) if h.client_id.is_some() => h.client_id.clone(),
-                Some(h) => client.session_info(h.session_id).await.ok().map(|s| s.client_id),
-                None => None,
-            };
-            output::lock_status(&status, client_id.as_ref(), SystemTime::now())
+            output::lock_status(&client.lock_status(&resource).await?, SystemTime::now())
         }
     }))
 }

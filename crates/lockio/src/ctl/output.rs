@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lockio_client::{
-    ClientId, FenceToken, Grant, KeepaliveAck, LockStatus, NodeStatus, Resource, SessionCreated, SessionId,
-    SessionInfo, Stats, Waiter,
+    FenceCheck, FenceToken, Grant, KeepaliveAck, LockHolder, LockStatus, Mode, NodeStatus, Resource, SessionCreated,
+    SessionId, SessionInfo, Stats, Waiter,
 };
 use serde_json::{json, Value};
 
@@ -159,10 +159,11 @@ pub fn deleted(id: SessionId) -> Output {
 }
 
 pub fn acquired(g: &Grant) -> Output {
+    let mode = if g.mode == Mode::Shared { " (shared)" } else { "" };
     let human = if g.newly_granted {
-        format!("acquired {} with fence token {}\n", g.resource, g.fence_token)
+        format!("acquired {}{mode} with fence token {}\n", g.resource, g.fence_token)
     } else {
-        format!("session {} already holds {} with fence token {}\n", g.session_id, g.resource, g.fence_token)
+        format!("session {} already holds {}{mode} with fence token {}\n", g.session_id, g.resource, g.fence_token)
     };
     Output {
         human,
@@ -173,6 +174,8 @@ pub fn acquired(g: &Grant) -> Output {
             "session_id": g.session_id.to_string(),
             "newly_granted": g.newly_granted,
             "waited": g.waited.as_secs_f64(),
+            "mode": g.mode.as_str(),
+            "value": g.value,
         }),
     }
 }
@@ -184,29 +187,33 @@ pub fn released(id: SessionId, resource: &str, token: FenceToken) -> Output {
     }
 }
 
-/// `client_id` is the holder's, when the answer or its session said it. People get the holder
-/// as `field  value` lines, then the queue as a table (`#` is the place in it); programs get
-/// the API's body.
-pub fn lock_status(s: &LockStatus, client_id: Option<&ClientId>, now: SystemTime) -> Output {
+/// People get `field  value` lines (mode, a semaphore's limit, how many hold it), then the
+/// holders as a table (`HOLDER` is the place, oldest first) with their values, then the queue
+/// (`WAITER` is the place in it); programs get the API's body.
+pub fn lock_status(s: &LockStatus, now: SystemTime) -> Output {
     let mut rows = vec![("resource", s.resource.to_string())];
     let mut json = json!({"locked": s.holder.is_some(), "resource": s.resource.as_str()});
     match &s.holder {
         None => rows.push(("locked", "no".into())),
         Some(h) => {
-            rows.extend([
-                ("locked", "yes".into()),
-                ("client_id", client_id.map(ClientId::to_string).unwrap_or_else(|| "-".into())),
-                ("session_id", h.session_id.to_string()),
-                ("fence_token", h.fence_token.to_string()),
-                ("acquired_at", when(h.acquired_at, now)),
-            ]);
+            rows.push(("locked", "yes".into()));
             json["acquired_at"] = json!(unix(h.acquired_at));
             json["fence_token"] = json!(h.fence_token.0);
             json["session_id"] = json!(h.session_id.to_string());
-            if let Some(c) = client_id {
+            if let Some(c) = &h.client_id {
                 json["client_id"] = json!(c.as_str());
             }
         }
+    }
+    if let Some(mode) = s.mode {
+        rows.push(("mode", mode.as_str().into()));
+        json["mode"] = json!(mode.as_str());
+        rows.push(("holders", s.holders_count.to_string()));
+        json["holders_count"] = json!(s.holders_count);
+    }
+    if let Some(limit) = s.limit {
+        rows.push(("limit", limit.to_string()));
+        json["limit"] = json!(limit);
     }
     if let Some(at) = s.delayed_until {
         rows.push(("delayed_until", when(at, now)));
@@ -214,31 +221,113 @@ pub fn lock_status(s: &LockStatus, client_id: Option<&ClientId>, now: SystemTime
     }
     rows.push(("queue_length", s.queue_length.to_string()));
     json["queue_length"] = json!(s.queue_length);
+    json["holders"] = s.holders.iter().map(holder_json).collect();
     json["waiters"] = s.waiters.iter().map(waiter_json).collect();
     let mut human = fields(&rows);
+    if !s.holders.is_empty() {
+        human.push('\n');
+        human.push_str(&holders_table(&s.holders, now));
+    }
     if !s.waiters.is_empty() {
         let lines: Vec<Vec<String>> = s
             .waiters
             .iter()
             .enumerate()
             .map(|(i, w)| {
+                let mode = match w.limit {
+                    Some(limit) => format!("{} (limit {limit})", w.mode.as_str()),
+                    None => w.mode.as_str().to_string(),
+                };
                 vec![
                     (i + 1).to_string(),
                     w.client_id.to_string(),
                     w.session_id.to_string(),
                     when(w.since, now),
                     when(w.deadline, now),
+                    mode,
                 ]
             })
             .collect();
         human.push('\n');
-        human.push_str(&table(&["#", "CLIENT_ID", "SESSION_ID", "WAITING_SINCE", "DEADLINE"], &lines));
+        human.push_str(&table(&["WAITER", "CLIENT_ID", "SESSION_ID", "WAITING_SINCE", "DEADLINE", "MODE"], &lines));
     }
     Output { human, json }
 }
 
+/// The holders, oldest first: `HOLDER CLIENT_ID SESSION_ID FENCE_TOKEN ACQUIRED_AT VALUE`
+/// (`-` for none).
+fn holders_table(holders: &[LockHolder], now: SystemTime) -> String {
+    let lines: Vec<Vec<String>> = holders
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            vec![
+                (i + 1).to_string(),
+                h.client_id.as_ref().map_or_else(|| "-".into(), |c| c.to_string()),
+                h.session_id.to_string(),
+                h.fence_token.to_string(),
+                when(h.acquired_at, now),
+                h.value.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(&["HOLDER", "CLIENT_ID", "SESSION_ID", "FENCE_TOKEN", "ACQUIRED_AT", "VALUE"], &lines)
+}
+
+fn holder_json(h: &LockHolder) -> Value {
+    json!({
+        "session_id": h.session_id.to_string(),
+        "client_id": h.client_id.as_ref().map(|c| c.as_str()),
+        "fence_token": h.fence_token.0,
+        "acquired_at": unix(h.acquired_at),
+        "value": h.value,
+    })
+}
+
 fn waiter_json(w: &Waiter) -> Value {
-    json!({"session_id": w.session_id.to_string(), "client_id": w.client_id.as_str(), "since": unix(w.since), "deadline": unix(w.deadline)})
+    json!({"session_id": w.session_id.to_string(), "client_id": w.client_id.as_str(), "mode": w.mode.as_str(), "limit": w.limit, "since": unix(w.since), "deadline": unix(w.deadline)})
+}
+
+/// `valid: fence token N is held on RESOURCE by client C` or `invalid: ...`, then the holders.
+pub fn fence_check(c: &FenceCheck, now: SystemTime) -> Output {
+    let (token, resource) = (c.fence_token, &c.resource);
+    let mut human = match c.holders.iter().find(|h| h.fence_token == token).filter(|_| c.valid) {
+        Some(h) => format!(
+            "valid: fence token {token} is held on {resource} by client {}\n",
+            h.client_id.as_ref().map_or_else(|| "-".into(), |c| c.to_string())
+        ),
+        None if c.valid => format!("valid: fence token {token} is held on {resource}\n"),
+        None => format!("invalid: fence token {token} is not held on {resource}\n"),
+    };
+    if c.holders.is_empty() {
+        human.push_str(&format!("nobody holds {resource}\n"));
+    } else {
+        human.push('\n');
+        human.push_str(&holders_table(&c.holders, now));
+    }
+    Output {
+        human,
+        json: json!({
+            "resource": resource.as_str(),
+            "fence_token": token.0,
+            "valid": c.valid,
+            "holders": c.holders.iter().map(holder_json).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// `leader: VALUE (fence token N)`, or that nobody leads.
+pub fn leader(resource: &str, leader: Option<&LockHolder>) -> Output {
+    let human = match leader {
+        Some(h) => leader_line(h.value.as_deref(), h.fence_token),
+        None => format!("nobody leads {resource}\n"),
+    };
+    Output { human, json: json!({"resource": resource, "leader": leader.map(holder_json)}) }
+}
+
+/// `leader: VALUE (fence token N)`; `-` for a holder without a value.
+pub fn leader_line(value: Option<&str>, token: FenceToken) -> String {
+    format!("leader: {} (fence token {token})\n", value.unwrap_or("-"))
 }
 
 pub fn stats(s: &Stats) -> Output {
@@ -329,7 +418,7 @@ pub fn members(rows: &[MemberRow]) -> Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lockio_client::{LockHolder, Waiter};
+    use lockio_client::ClientId;
 
     #[test]
     fn tables_align_and_trim() {
@@ -352,18 +441,27 @@ mod tests {
         let id = SessionId::parse("916ef6ea-9040-43ce-a3d2-ca0e086986ab").unwrap();
         let resource = Resource::new("resource-1").unwrap();
         let waiter = SessionId::parse("b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d").unwrap();
+        let holder = LockHolder {
+            session_id: id,
+            fence_token: FenceToken(3),
+            acquired_at: t(1_795_736_305),
+            client_id: Some(ClientId::new("test-client-1").unwrap()),
+            value: None,
+        };
+        let reader = LockHolder { fence_token: FenceToken(4), value: Some("10.0.0.7:80".into()), ..holder.clone() };
         let status = LockStatus {
             resource: resource.clone(),
-            holder: Some(LockHolder {
-                session_id: id,
-                fence_token: FenceToken(3),
-                acquired_at: t(1_795_736_305),
-                client_id: None,
-            }),
+            holder: Some(holder.clone()),
+            mode: Some(Mode::Shared),
+            limit: Some(2),
+            holders: vec![holder.clone(), reader.clone()],
+            holders_count: 2,
             queue_length: 1,
             waiters: vec![Waiter {
                 session_id: waiter,
                 client_id: ClientId::new("bob").unwrap(),
+                mode: Mode::Exclusive,
+                limit: None,
                 since: t(1_795_736_395),
                 deadline: t(1_795_736_425),
             }],
@@ -372,24 +470,51 @@ mod tests {
         let delayed = LockStatus {
             resource: resource.clone(),
             holder: None,
+            mode: None,
+            limit: None,
+            holders: vec![],
+            holders_count: 0,
             queue_length: 0,
             waiters: vec![],
             delayed_until: Some(t(1_795_736_410)),
         };
         let table: Vec<(Output, &str, Value)> = vec![
             (
-                lock_status(&status, Some(&ClientId::new("test-client-1").unwrap()), now),
-                "resource      resource-1\nlocked        yes\nclient_id     test-client-1\nsession_id    916ef6ea-9040-43ce-a3d2-ca0e086986ab\nfence_token   3\nacquired_at   2026-11-26T23:38:25Z (1m 40s ago)\nqueue_length  1\n\n\
-                 #  CLIENT_ID  SESSION_ID                            WAITING_SINCE                   DEADLINE\n\
-                 1  bob        b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d  2026-11-26T23:39:55Z (10s ago)  2026-11-26T23:40:25Z (in 20s)\n",
+                lock_status(&status, now),
+                "resource      resource-1\nlocked        yes\nmode          shared\nholders       2\nlimit         2\nqueue_length  1\n\n\
+                 HOLDER  CLIENT_ID      SESSION_ID                            FENCE_TOKEN  ACQUIRED_AT                        VALUE\n\
+                 1       test-client-1  916ef6ea-9040-43ce-a3d2-ca0e086986ab  3            2026-11-26T23:38:25Z (1m 40s ago)  -\n\
+                 2       test-client-1  916ef6ea-9040-43ce-a3d2-ca0e086986ab  4            2026-11-26T23:38:25Z (1m 40s ago)  10.0.0.7:80\n\n\
+                 WAITER  CLIENT_ID  SESSION_ID                            WAITING_SINCE                   DEADLINE                       MODE\n\
+                 1       bob        b8cfa9e0-7e3c-4546-a0e6-b4a6b9d6652d  2026-11-26T23:39:55Z (10s ago)  2026-11-26T23:40:25Z (in 20s)  exclusive\n",
                 json!({"acquired_at": 1795736305.0, "client_id": "test-client-1", "fence_token": 3, "locked": true, "resource": "resource-1", "session_id": id.to_string(),
-                       "queue_length": 1, "waiters": [{"session_id": waiter.to_string(), "client_id": "bob", "since": 1795736395.0, "deadline": 1795736425.0}]}),
+                       "mode": "shared", "holders_count": 2, "limit": 2,
+                       "holders": [{"session_id": id.to_string(), "client_id": "test-client-1", "fence_token": 3, "acquired_at": 1795736305.0, "value": null}, {"session_id": id.to_string(), "client_id": "test-client-1", "fence_token": 4, "acquired_at": 1795736305.0, "value": "10.0.0.7:80"}],
+                       "queue_length": 1, "waiters": [{"session_id": waiter.to_string(), "client_id": "bob", "mode": "exclusive", "limit": null, "since": 1795736395.0, "deadline": 1795736425.0}]}),
             ),
             (
-                lock_status(&delayed, None, now),
+                lock_status(&delayed, now),
                 "resource       resource-1\nlocked         no\ndelayed_until  2026-11-26T23:40:10Z (in 5s)\nqueue_length   0\n",
-                json!({"locked": false, "resource": "resource-1", "delayed_until": 1795736410.0, "queue_length": 0, "waiters": []}),
+                json!({"locked": false, "resource": "resource-1", "delayed_until": 1795736410.0, "queue_length": 0, "holders": [], "waiters": []}),
             ),
+            (
+                fence_check(&FenceCheck { resource: resource.clone(), fence_token: FenceToken(4), valid: true, holders: vec![reader.clone()] }, now),
+                "valid: fence token 4 is held on resource-1 by client test-client-1\n\n\
+                 HOLDER  CLIENT_ID      SESSION_ID                            FENCE_TOKEN  ACQUIRED_AT                        VALUE\n\
+                 1       test-client-1  916ef6ea-9040-43ce-a3d2-ca0e086986ab  4            2026-11-26T23:38:25Z (1m 40s ago)  10.0.0.7:80\n",
+                json!({"resource": "resource-1", "fence_token": 4, "valid": true, "holders": [{"session_id": id.to_string(), "client_id": "test-client-1", "fence_token": 4, "acquired_at": 1795736305.0, "value": "10.0.0.7:80"}]}),
+            ),
+            (
+                fence_check(&FenceCheck { resource: resource.clone(), fence_token: FenceToken(2), valid: false, holders: vec![] }, now),
+                "invalid: fence token 2 is not held on resource-1\nnobody holds resource-1\n",
+                json!({"resource": "resource-1", "fence_token": 2, "valid": false, "holders": []}),
+            ),
+            (
+                leader("resource-1", Some(&reader)),
+                "leader: 10.0.0.7:80 (fence token 4)\n",
+                json!({"resource": "resource-1", "leader": {"session_id": id.to_string(), "client_id": "test-client-1", "fence_token": 4, "acquired_at": 1795736305.0, "value": "10.0.0.7:80"}}),
+            ),
+            (leader("resource-1", None), "nobody leads resource-1\n", json!({"resource": "resource-1", "leader": null})),
             (cleaned(1), "removed 1 expired session\n", json!({"cleanup": "completed", "count": 1})),
             (
                 released(id, "resource-1", FenceToken(3)),

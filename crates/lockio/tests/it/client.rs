@@ -1,10 +1,11 @@
 //! `lockio-client` against a real cluster: sessions that keep themselves alive (through a leader
 //! kill too), typed errors, guards that release on drop, a session that learns it is gone, and
-//! waits in a lock's queue (granted on release, timed out, given up by dropping the future).
+//! waits in a lock's queue (granted on release, timed out, given up by dropping the future),
+//! shared locks and semaphores with values, fence checks and elections.
 
 use std::time::{Duration, Instant};
 
-use lockio_client::{Client, Error, Expiry, LockStatus, SessionState};
+use lockio_client::{Client, Error, Expiry, LockOptions, LockStatus, Mode, Resource, SessionState};
 
 use crate::support::{eventually, Cluster};
 
@@ -277,6 +278,109 @@ async fn a_wait_keeps_its_place_across_a_leader_kill() {
         tokio::time::timeout(Duration::from_secs(15), carol_waits).await.expect("then carol").unwrap();
     granted.unwrap().release().await.unwrap();
     for session in [bob, carol, alice] {
+        session.close().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_locks_semaphores_values_fence_checks_and_elections() {
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    let alice = client.open_session("alice", Duration::from_secs(30)).await.unwrap();
+    let bob = client.open_session("bob", Duration::from_secs(30)).await.unwrap();
+    let carol = client.open_session("carol", Duration::from_secs(30)).await.unwrap();
+
+    // Two readers hold one resource together, each with its own token and value.
+    let a = alice.lock_with("report", LockOptions::shared().value("reader-a")).await.unwrap();
+    let b = bob.lock_with("report", LockOptions::shared().value("reader-b")).await.unwrap();
+    assert_eq!((a.mode(), a.value(), b.value()), (Mode::Shared, Some("reader-a"), Some("reader-b")));
+    assert!(b.fence_token() > a.fence_token());
+    let status = client.lock_status("report").await.unwrap();
+    assert_eq!((status.mode, status.limit, status.holders_count), (Some(Mode::Shared), None, 2));
+    let holders: Vec<(&str, u64, Option<&str>)> = status
+        .holders
+        .iter()
+        .map(|h| (h.client_id.as_ref().unwrap().as_str(), h.fence_token.0, h.value.as_deref()))
+        .collect();
+    assert_eq!(
+        holders,
+        [("alice", a.fence_token().0, Some("reader-a")), ("bob", b.fence_token().0, Some("reader-b"))],
+        "{status:?}"
+    );
+    assert_eq!(status.holder.as_ref().map(|h| h.session_id), Some(alice.id()), "the oldest holder on top");
+    // A writer is refused; a reader asking to write is a mode conflict.
+    assert!(matches!(carol.lock("report").await, Err(Error::LockHeld { .. })));
+    match client.acquire_with(alice.id(), "report", &LockOptions::exclusive()).await {
+        Err(Error::ModeConflict { resource, mode }) => assert_eq!((resource.as_str(), mode), ("report", Mode::Shared)),
+        other => panic!("{other:?}"),
+    }
+    assert!(client.leader("report").await.unwrap().is_none(), "a shared lock has no leader");
+
+    // A semaphore of 2: two permits, a third refused, another limit a mismatch.
+    let pool = LockOptions::shared().limit(2);
+    let p1 = alice.lock_with("pool", pool.clone()).await.unwrap();
+    let p2 = bob.lock_with("pool", pool.clone()).await.unwrap();
+    assert!(matches!(carol.lock_with("pool", pool.clone()).await, Err(Error::LockHeld { .. })));
+    match carol.lock_with("pool", LockOptions::shared().limit(3)).await {
+        Err(e @ Error::LimitMismatch { .. }) => {
+            assert_eq!(e, Error::LimitMismatch { resource: Resource::new("pool").unwrap(), limit: Some(2) });
+            assert_eq!(e.to_string(), "pool is shared with a limit of 2; ask with that limit or none");
+        }
+        other => panic!("{other:?}"),
+    }
+    let status = client.lock_status("pool").await.unwrap();
+    assert_eq!((status.limit, status.holders_count), (Some(2), 2));
+    // A freed permit goes to a waiter asking without a limit (it takes the resource's).
+    let waiting = {
+        let client = client.clone();
+        let id = carol.id();
+        tokio::spawn(async move {
+            client.acquire_with(id, "pool", &LockOptions::shared().wait(Duration::from_secs(30))).await
+        })
+    };
+    let waiter = eventually(Duration::from_secs(15), "carol waits for a permit", || async {
+        client.lock_status("pool").await.ok()?.waiters.first().cloned()
+    })
+    .await;
+    // Asking without a limit, it took the resource's.
+    assert_eq!((waiter.client_id.as_str(), waiter.mode, waiter.limit), ("carol", Mode::Shared, Some(2)), "{waiter:?}");
+    p1.release().await.unwrap();
+    let grant = tokio::time::timeout(Duration::from_secs(15), waiting).await.unwrap().unwrap().unwrap();
+    assert!(grant.fence_token > p2.fence_token());
+    assert_eq!(client.lock_status("pool").await.unwrap().holders_count, 2);
+
+    // Fence checks: a current holder's token, a wrong one, and one released.
+    let check = client.fence_check("report", b.fence_token()).await.unwrap();
+    assert!(check.valid, "{check:?}");
+    assert_eq!(check.holders.len(), 2);
+    assert!(!client.fence_check("report", p2.fence_token()).await.unwrap().valid, "a token of another resource");
+    let released = a.fence_token();
+    a.release().await.unwrap();
+    let check = client.fence_check("report", released).await.unwrap();
+    assert!(!check.valid && check.holders.len() == 1, "{check:?}");
+    assert!(!client.fence_check("nothing-here", released).await.unwrap().valid);
+
+    // An election: carol campaigns and leads; alice's campaign runs out while carol leads.
+    assert!(client.leader("sched").await.unwrap().is_none());
+    let leading = carol.campaign("sched", "10.0.0.9:8080", Duration::from_secs(5)).await.unwrap();
+    assert_eq!((leading.mode(), leading.value()), (Mode::Exclusive, Some("10.0.0.9:8080")));
+    let leader = client.leader("sched").await.unwrap().unwrap();
+    assert_eq!((leader.value.as_deref(), leader.fence_token), (Some("10.0.0.9:8080"), leading.fence_token()));
+    assert!(matches!(
+        alice.campaign("sched", "10.0.0.7:8080", Duration::from_secs(1)).await,
+        Err(Error::LockHeld { .. })
+    ));
+    assert!(matches!(
+        alice.lock_with("sched", LockOptions::exclusive().value("x".repeat(1025))).await,
+        Err(Error::InvalidInput { ref field, .. }) if field == "value"
+    ));
+    leading.release().await.unwrap();
+    let leading = alice.campaign("sched", "10.0.0.7:8080", Duration::from_secs(5)).await.unwrap();
+    let leader = client.leader("sched").await.unwrap().unwrap();
+    assert_eq!((leader.value.as_deref(), leader.fence_token), (Some("10.0.0.7:8080"), leading.fence_token()));
+
+    drop((b, p2, leading));
+    for session in [alice, bob, carol] {
         session.close().await.unwrap();
     }
 }

@@ -2,7 +2,10 @@
 //! and for programs, one-line errors, waiting in a lock's queue (`lock acquire --wait`), and
 //! `lockio exec` — mutual exclusion between concurrent runs, runs taking turns in arrival order,
 //! riding out a leader kill, losing the lock while stopped, signals and exit statuses, and
-//! nothing CMD started outliving the lock.
+//! nothing CMD started outliving the lock; shared locks, semaphores and values (`lock acquire
+//! --shared --limit --value`, `lock status`), `fence check` and its exit status, and `lockio
+//! elect`/`lockio leader` — one leader at a time, the next one taking over when it steps down or
+//! loses its session.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -50,11 +53,13 @@ fn one_line(stderr: &str) -> &str {
     lines[0]
 }
 
-/// Whether every key of `expected` is in `actual` with the same value (`"*"` matches anything).
+/// Whether every key of `expected` is in `actual` with the same value (`"*"` matches anything
+/// but null; a list matches a list as long, item by item).
 fn json_has(actual: &Value, expected: &Value) -> bool {
     match (actual, expected) {
         (_, Value::String(s)) if s == "*" => !actual.is_null(),
         (Value::Object(a), Value::Object(e)) => e.iter().all(|(k, v)| a.get(k).is_some_and(|av| json_has(av, v))),
+        (Value::Array(a), Value::Array(e)) => a.len() == e.len() && a.iter().zip(e).all(|(av, ev)| json_has(av, ev)),
         _ => actual == expected,
     }
 }
@@ -98,8 +103,14 @@ async fn every_command_prints_for_people_and_for_programs() {
                 json!({"locked": true, "client_id": "alice", "session_id": "{A}", "fence_token": 1, "acquired_at": "*"}),
             ),
         ),
-        ("lock status res-1", Expect::Out("client_id     alice\n")),
-        ("lock status res-1", Expect::Out("queue_length  0\n")),
+        ("lock status res-1", Expect::Out("mode          exclusive\nholders       1\nqueue_length  0\n")),
+        ("lock status res-1", Expect::Out("\n1       alice      {A}  1            ")),
+        (
+            "lock status res-1 --json",
+            Expect::Json(
+                json!({"mode": "exclusive", "holders_count": 1, "holders": [{"client_id": "alice", "fence_token": 1, "value": null}]}),
+            ),
+        ),
         ("lock status free-one --json", Expect::Json(json!({"locked": false, "resource": "free-one"}))),
         ("session get {A}", Expect::Out("locks_held          res-1\n")),
         (
@@ -515,8 +526,11 @@ async fn lock_acquire_waits_in_the_queue() {
     assert!(json_has(&status["waiters"][0], &json!({"session_id": bob, "since": "*", "deadline": "*"})), "{status}");
     let (_, out, _) = run(&ep, &["lock", "status", "res"]).await;
     assert!(out.contains("queue_length  1\n"), "{out}");
-    let row =
-        out.lines().find(|l| l.starts_with("1  ")).unwrap_or_else(|| panic!("a row for the first waiter in\n{out}"));
+    let row = out
+        .lines()
+        .skip_while(|l| !l.starts_with("WAITER "))
+        .find(|l| l.starts_with("1  "))
+        .unwrap_or_else(|| panic!("a row for the first waiter in\n{out}"));
     assert!(row.contains(" bob ") && row.contains(&bob), "{out}");
     let (_, out, _) = run(&ep, &["session", "get", &bob, "--json"]).await;
     let info: Value = serde_json::from_str(&out).unwrap();
@@ -601,4 +615,208 @@ async fn two_execs_waiting_take_turns_in_arrival_order() {
     let stats: Value = serde_json::from_str(&out).unwrap();
     assert!(json_has(&stats, &json!({"active_sessions": 1, "total_locks": 0})), "both runs cleaned up: {stats}");
     holder.close().await.unwrap();
+}
+
+/// Creates a session with `client_id` through the CLI; returns its id.
+async fn cli_session(endpoints: &str, client_id: &str) -> String {
+    let (code, out, err) = run(endpoints, &["session", "create", "-q", "--client-id", client_id]).await;
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_locks_semaphores_and_fence_checks_from_the_command_line() {
+    let cluster = Cluster::start(3).await;
+    let ep = endpoints(&cluster);
+    let (a, b, c) =
+        (cli_session(&ep, "reader-a").await, cli_session(&ep, "reader-b").await, cli_session(&ep, "writer-c").await);
+
+    let (code, out, err) =
+        run(&ep, &["lock", "acquire", "--shared", "--limit", "2", "--value", "10.0.0.1:80", &a, "pool"]).await;
+    assert_eq!((code, out.as_str()), (0, "acquired pool (shared) with fence token 1\n"), "{err}");
+    let (code, out, err) =
+        run(&ep, &["lock", "acquire", "--json", "--shared", "--limit", "2", "--value", "10.0.0.2:80", &b, "pool"])
+            .await;
+    assert_eq!(code, 0, "{err}");
+    let grant: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        json_has(&grant, &json!({"acquired": true, "fence_token": 2, "mode": "shared", "value": "10.0.0.2:80"})),
+        "{grant}"
+    );
+    // The semaphore is full; another limit is a mismatch; a reader asking to write a conflict.
+    let (code, _, err) = run(&ep, &["lock", "acquire", "--shared", "--limit", "2", &c, "pool"]).await;
+    assert_eq!(code, 1);
+    assert!(one_line(&err).starts_with("lockio: pool is held by client reader-a since "), "{err}");
+    let (code, _, err) = run(&ep, &["lock", "acquire", "--shared", "--limit", "3", &c, "pool"]).await;
+    assert_eq!((code, one_line(&err)), (1, "lockio: pool is shared with a limit of 2; ask with that limit or none"));
+    let (code, _, err) = run(&ep, &["lock", "acquire", &a, "pool"]).await;
+    assert_eq!(
+        (code, one_line(&err)),
+        (1, "lockio: this session holds or waits for pool in shared mode; it cannot ask for it in the other mode")
+    );
+    let (code, _, err) = run(&ep, &["lock", "acquire", "--limit", "2", &c, "pool"]).await;
+    assert_eq!(code, 2, "--limit needs --shared: {err}");
+
+    // Status: the mode, the limit and every holder with its value.
+    let (code, out, err) = run(&ep, &["lock", "status", "pool"]).await;
+    assert_eq!(code, 0, "{err}");
+    for line in ["mode          shared\n", "holders       2\n", "limit         2\n", "queue_length  0\n"] {
+        assert!(out.contains(line), "{line:?} not in\n{out}");
+    }
+    let rows: Vec<Vec<&str>> =
+        out.lines().skip_while(|l| !l.starts_with("HOLDER ")).skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    for (row, (client, token, value)) in
+        rows.iter().zip([("reader-a", "1", "10.0.0.1:80"), ("reader-b", "2", "10.0.0.2:80")])
+    {
+        assert_eq!((row[1], row[3], *row.last().unwrap()), (client, token, value), "{out}");
+    }
+    let status = lock_status_json(&ep, "pool").await.unwrap();
+    assert!(
+        json_has(
+            &status,
+            &json!({"locked": true, "mode": "shared", "limit": 2, "holders_count": 2, "client_id": "reader-a", "fence_token": 1,
+                    "holders": [{"session_id": a, "client_id": "reader-a", "fence_token": 1, "value": "10.0.0.1:80", "acquired_at": "*"},
+                                {"session_id": b, "client_id": "reader-b", "fence_token": 2, "value": "10.0.0.2:80", "acquired_at": "*"}]})
+        ),
+        "{status}"
+    );
+
+    // Fence checks: exit 0 for a current holder's token, 1 otherwise, the holders either way.
+    let (code, out, err) = run(&ep, &["fence", "check", "pool", "2"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("valid: fence token 2 is held on pool by client reader-b\n"), "{out}");
+    assert!(out.contains("10.0.0.1:80") && out.contains("10.0.0.2:80"), "{out}");
+    let (code, out, _) = run(&ep, &["fence", "check", "pool", "7"]).await;
+    assert_eq!(code, 1);
+    assert!(out.starts_with("invalid: fence token 7 is not held on pool\n"), "{out}");
+    let (code, _, err) = run(&ep, &["lock", "release", &a, "pool", "--fence-token", "1"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run(&ep, &["fence", "check", "--json", "pool", "1"]).await;
+    assert_eq!(code, 1, "released: {out}");
+    let check: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        json_has(
+            &check,
+            &json!({"resource": "pool", "fence_token": 1, "valid": false, "holders": [{"client_id": "reader-b", "fence_token": 2, "value": "10.0.0.2:80"}]})
+        ),
+        "{check}"
+    );
+    let (code, out, _) = run(&ep, &["fence", "check", "nothing", "2"]).await;
+    assert_eq!((code, out.as_str()), (1, "invalid: fence token 2 is not held on nothing\nnobody holds nothing\n"));
+    let (code, _, err) = run(&ep, &["fence", "check", "pool", "0"]).await;
+    assert_eq!(code, 2, "{err}");
+}
+
+/// `lockio elect sched --value NAME --client-id NAME -- sh -c SCRIPT`: the script notes
+/// `lead NAME TOKEN VALUE RESOURCE SESSION` in `file` and runs until `stop-NAME` appears next to
+/// it.
+fn candidate(endpoints: &str, file: &Path, name: &str) -> Child {
+    let dir = file.parent().unwrap().display();
+    let f = file.display();
+    let script = format!(
+        r#"echo "lead {name} $LOCKIO_FENCE_TOKEN $LOCKIO_LEADER_VALUE $LOCKIO_RESOURCE $LOCKIO_SESSION_ID" >> {f}; while [ ! -e {dir}/stop-{name} ]; do sleep 0.05; done"#
+    );
+    lockio(
+        endpoints,
+        &["elect", "sched", "--value", name, "--client-id", name, "--timeout", "10", "--", "sh", "-c", &script],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn elect_makes_one_candidate_leader_and_the_other_takes_over_when_it_exits() {
+    let cluster = Cluster::start(3).await;
+    let ep = endpoints(&cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("leaders");
+    let (code, out, _) = run(&ep, &["leader", "sched"]).await;
+    assert_eq!((code, out.as_str()), (1, "nobody leads sched\n"));
+
+    let one = candidate(&ep, &file, "one");
+    let two = candidate(&ep, &file, "two");
+    let first = wait_for_line(&file, "lead ").await;
+    let fields: Vec<&str> = first.split(' ').collect();
+    let (leader, token) = (fields[1].to_string(), fields[2].parse::<u64>().unwrap());
+    assert_eq!((fields[3], fields[4]), (leader.as_str(), "sched"), "{first}");
+    let follower = if leader == "one" { "two" } else { "one" };
+    // The other one waits in the queue, and only one leads.
+    queue_becomes(&ep, "sched", &[follower]).await;
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 1, "one leader at a time");
+    let (code, out, err) = run(&ep, &["leader", "sched"]).await;
+    assert_eq!((code, out), (0, format!("leader: {leader} (fence token {token})\n")), "{err}");
+    let (code, out, _) = run(&ep, &["leader", "--json", "sched"]).await;
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        code == 0
+            && json_has(
+                &shown,
+                &json!({"resource": "sched", "leader": {"value": leader, "fence_token": token, "client_id": leader}})
+            ),
+        "{shown}"
+    );
+    let (code, _, _) = run(&ep, &["fence", "check", "sched", &token.to_string()]).await;
+    assert_eq!(code, 0, "the leader's token is valid");
+
+    // The leader's CMD ends: it steps down with CMD's status, and the other one takes over.
+    std::fs::write(dir.path().join(format!("stop-{leader}")), "").unwrap();
+    let (first_child, second_child) = if leader == "one" { (one, two) } else { (two, one) };
+    let out = tokio::time::timeout(Duration::from_secs(30), first_child.wait_with_output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout, format!("leader: {leader} (fence token {token})\n"));
+    let second = eventually(Duration::from_secs(20), "the other candidate leads", || async {
+        std::fs::read_to_string(&file).ok()?.lines().nth(1).map(str::to_string)
+    })
+    .await;
+    let fields: Vec<&str> = second.split(' ').collect();
+    assert_eq!((fields[1], fields[3]), (follower, follower), "{second}");
+    let next_token: u64 = fields[2].parse().unwrap();
+    assert!(next_token > token, "{second}");
+    let (code, out, _) = run(&ep, &["leader", "sched"]).await;
+    assert_eq!((code, out), (0, format!("leader: {follower} (fence token {next_token})\n")));
+    let (code, _, _) = run(&ep, &["fence", "check", "sched", &token.to_string()]).await;
+    assert_eq!(code, 1, "the old leader's token is no longer valid");
+
+    std::fs::write(dir.path().join(format!("stop-{follower}")), "").unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), second_child.wait_with_output()).await.unwrap().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("leader: {follower} (fence token {next_token})\n"));
+    let (code, out, _) = run(&ep, &["leader", "sched"]).await;
+    assert_eq!((code, out.as_str()), (1, "nobody leads sched\n"));
+    let (_, out, _) = run(&ep, &["stats", "--json"]).await;
+    let stats: Value = serde_json::from_str(&out).unwrap();
+    assert!(json_has(&stats, &json!({"active_sessions": 0, "total_locks": 0})), "both cleaned up: {stats}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_whose_session_is_lost_stops_its_command_and_the_other_takes_over() {
+    let cluster = Cluster::start(3).await;
+    let ep = endpoints(&cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("leaders");
+    let one = candidate(&ep, &file, "one");
+    let first = wait_for_line(&file, "lead one ").await;
+    let two = candidate(&ep, &file, "two");
+    queue_becomes(&ep, "sched", &["two"]).await;
+    let session = first.split(' ').nth(5).unwrap().to_string();
+    let started = Instant::now();
+    let (code, _, err) = run(&ep, &["session", "delete", &session]).await;
+    assert_eq!(code, 0, "{err}");
+    // one's CMD is stopped (SIGTERM) as soon as the keepalive finds the session gone: exit 125.
+    let out = tokio::time::timeout(Duration::from_secs(30), one.wait_with_output()).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains(&format!("lockio: lost leadership of sched: session {session} expired")), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    let second = wait_for_line(&file, "lead two ").await;
+    assert!(
+        second.split(' ').nth(2).unwrap().parse::<u64>().unwrap() > first.split(' ').nth(2).unwrap().parse().unwrap()
+    );
+    std::fs::write(dir.path().join("stop-two"), "").unwrap();
+    let (code, err) = finish(two, Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "{err}");
 }

@@ -30,20 +30,24 @@ pub const LOST: i32 = 125;
 /// timeout releases the lock anyway.
 const CLEANUP: Duration = Duration::from_secs(5);
 
-pub async fn run(client: Client, args: ExecArgs) -> i32 {
+/// Installs the signal handlers, then opens the session; or the exit status if either failed
+/// or a signal came first.
+async fn start(client: &Client, client_id: &str, timeout: u64) -> Result<(Signals, Session), i32> {
     // Installed first, so that from now on SIGINT/SIGTERM/SIGHUP are ours to handle (passed to
     // CMD, or a clean exit before it starts) rather than killing this process with the lock held.
-    let mut signals = match Signals::install() {
-        Ok(s) => s,
-        Err(e) => return fail(&format!("cannot handle signals: {e}")),
-    };
+    let mut signals = Signals::install().map_err(|e| fail(&format!("cannot handle signals: {e}")))?;
     let session = tokio::select! {
-        opened = client.open_session(&args.client_id, Duration::from_secs(args.timeout)) => match opened {
-            Ok(s) => s,
-            Err(e) => return fail(&e),
-        },
+        opened = client.open_session(client_id, Duration::from_secs(timeout)) => opened.map_err(|e| fail(&e))?,
         // A create cut short holds no lock; a session it may have made expires by itself.
-        signo = signals.recv() => return 128 + signo,
+        signo = signals.recv() => return Err(128 + signo),
+    };
+    Ok((signals, session))
+}
+
+pub async fn run(client: Client, args: ExecArgs) -> i32 {
+    let (mut signals, session) = match start(&client, &args.client_id, args.timeout).await {
+        Ok(started) => started,
+        Err(status) => return status,
     };
     let guard = tokio::select! {
         taken = acquire(&session, &args.resource, args.wait) => match taken {
@@ -69,16 +73,9 @@ const CAMPAIGN_ROUND: Duration = Duration::from_secs(300);
 /// takes) for the exclusive lock with `--value`, prints `leader: VALUE (fence token N)`, and
 /// runs CMD under the lock as `exec` does.
 pub async fn elect(client: Client, args: ElectArgs) -> i32 {
-    let mut signals = match Signals::install() {
-        Ok(s) => s,
-        Err(e) => return fail(&format!("cannot handle signals: {e}")),
-    };
-    let session = tokio::select! {
-        opened = client.open_session(&args.client_id, Duration::from_secs(args.timeout)) => match opened {
-            Ok(s) => s,
-            Err(e) => return fail(&e),
-        },
-        signo = signals.recv() => return 128 + signo,
+    let (mut signals, session) = match start(&client, &args.client_id, args.timeout).await {
+        Ok(started) => started,
+        Err(status) => return status,
     };
     let guard = loop {
         tokio::select! {

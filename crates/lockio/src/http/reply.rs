@@ -164,7 +164,7 @@ fn holder_body((grant, client_id): &(Grant, ClientId)) -> Value {
 
 fn lock_row_body(row: &LockRow) -> Value {
     let mut body = lock_top(&row.resource, &row.holders, row.limit, row.queue_length, row.delayed_until);
-    if row.holders.len() > 1 {
+    if !row.holders.is_empty() {
         body["holders"] = json!(row.holders.iter().map(holder_body).collect::<Vec<_>>());
     }
     body

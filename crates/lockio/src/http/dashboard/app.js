@@ -5,6 +5,8 @@ const REFRESH_MS = 1000;
 const MAX_EVENTS = 200;
 const ROWS = 100;
 const MAX_OPEN = 10; // locks whose queue is shown (and fetched every refresh) at once
+const SHOWN_HOLDERS = 3; // a shared lock's row names its first few holders, then "+N more"
+const MAX_VALUES = 10000;
 
 const $ = (id) => document.getElementById(id);
 let lastApplied = null; // [applied_index, time] for writes/s
@@ -15,6 +17,10 @@ let eventSource = null;
 let lastLocks = null; // the last GET /admin/locks answer, drawn again when a lock opens or closes
 const openLocks = new Map(); // resource -> its GET /admin/locks/{resource} answer (null: loading)
 let statsWaiters = false; // the stats carry a waiter count (then the listing's sum is not used)
+// The values of grants seen in lock_acquired events, by "resource#fence_token" (a grant's value
+// never changes). The listing has the holders' values only for a lock with several holders;
+// this names the value of a lock with one holder (an election's leader address) in its row.
+const grantValues = new Map();
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -53,6 +59,31 @@ function duration(secs) {
 
 // Unix seconds as the local time of day.
 function clock(secs) { return new Date(secs * 1000).toLocaleTimeString(); }
+
+function hasValue(v) { return v !== null && v !== undefined; }
+
+function valueChip(v) { return el("span", { class: "value mono", title: "the value stored with the grant" }, v); }
+
+// A row's holders, oldest first: the listing has them all for a lock with several holders, and
+// the top-level fields for one.
+function rowHolders(k) {
+  if (k.holders && k.holders.length) return k.holders;
+  const value = "value" in k ? k.value : grantValues.get(`${k.resource}#${k.fence_token}`);
+  return [{ session_id: k.session_id, client_id: k.client_id, fence_token: k.fence_token, acquired_at: k.acquired_at, value }];
+}
+
+// A shared lock's mode and use: "shared 2/3" for a semaphore, "shared · 4 holders" otherwise.
+function sharedUse(count, limit) {
+  const use = hasValue(limit)
+    ? el("span", { class: "use" + (count >= limit ? " full" : ""), title: `${count} of at most ${limit} holders (a semaphore)` }, `${count}/${limit}`)
+    : el("span", { class: "use", title: `${count} shared holder${count === 1 ? "" : "s"}` }, `${count} holder${count === 1 ? "" : "s"}`);
+  return [el("span", { class: "tag shared", title: "shared: held by several sessions together" }, "shared"), " ", use];
+}
+
+function firstFew(items, total) {
+  const shown = items.slice(0, SHOWN_HOLDERS).join(", ");
+  return total > SHOWN_HOLDERS ? `${shown} +${total - SHOWN_HOLDERS} more` : shown;
+}
 
 function renderCluster(s) {
   const me = s.members.find((m) => m.id === s.node_id);
@@ -121,12 +152,7 @@ function renderLocks(l) {
       el("td", { class: "mono id muted" }, "–"),
       el("td", { class: "num muted" }, "–"),
       el("td", { class: "num muted" }, "–"),
-    ] : [
-      el("td", {}, k.client_id),
-      el("td", { class: "mono id", title: k.session_id }, short(k.session_id)),
-      el("td", { class: "num" }, k.fence_token),
-      el("td", { class: "num" }, duration(now - k.acquired_at)),
-    ];
+    ] : holderCells(k, now);
     const attrs = { class: "lock" + (delayed ? " delayed" : "") + (open ? " open" : ""), "data-resource": k.resource };
     if (delayed && k.delayed_until) {
       attrs.title = `free, but its holder's session expired: no one gets it before ${clock(k.delayed_until)} (lock-delay)`;
@@ -148,6 +174,42 @@ function renderLocks(l) {
   }
 }
 
+// A held lock's holder, session, token and held-for cells. A shared lock shows its mode, its
+// use and its first few holders; a lone holder's value shows beside its client.
+function holderCells(k, now) {
+  const holders = rowHolders(k);
+  const count = k.holders_count || holders.length;
+  if (k.mode !== "shared") {
+    const h = holders[0];
+    return [
+      el("td", { class: "holder" }, h.client_id, hasValue(h.value) ? " " : null, hasValue(h.value) ? valueChip(h.value) : null),
+      el("td", { class: "mono id", title: h.session_id }, short(h.session_id)),
+      el("td", { class: "num" }, h.fence_token),
+      el("td", { class: "num" }, duration(now - h.acquired_at)),
+    ];
+  }
+  const clients = firstFew(holders.map((h) => h.client_id), count);
+  const lone = count === 1 && hasValue(holders[0].value);
+  const tokens = holders.map((h) => h.fence_token);
+  return [
+    el("td", { class: "holder" }, ...sharedUse(count, k.limit), " ",
+      el("div", { class: "clients", title: holders.map((h) => h.client_id).join(", ") }, clients),
+      lone ? " " : null, lone ? valueChip(holders[0].value) : null),
+    count === 1
+      ? el("td", { class: "mono id", title: holders[0].session_id }, short(holders[0].session_id))
+      : el("td", { class: "id muted", title: holders.map((h) => h.session_id).join("\n") }, `${count} sessions`),
+    el("td", { class: "num", title: "fence tokens: " + tokens.join(", ") },
+      tokens.length > 2 ? `${Math.min(...tokens)}–${Math.max(...tokens)}` : tokens.join(", ")),
+    el("td", { class: "num", title: count > 1 ? "the oldest holder's" : "" }, duration(now - k.acquired_at)),
+  ];
+}
+
+// A waiter's mode: "exclusive", "shared" or "shared, limit 3".
+function waiterMode(w) {
+  if (w.mode !== "shared") return w.mode || "exclusive";
+  return el("span", { class: "mode-shared" }, hasValue(w.limit) ? `shared, limit ${w.limit}` : "shared");
+}
+
 // The row under an open lock: who holds it and its queue, in order.
 function lockDetail(row, d, now) {
   const td = el("td", { colspan: 6 });
@@ -156,14 +218,33 @@ function lockDetail(row, d, now) {
     td.append(el("span", { class: "muted" }, "loading…"));
     return tr;
   }
-  const h = d.holders && d.holders[0];
-  const head = h
+  const holders = d.holders || [];
+  const h = holders[0];
+  const shared = d.mode === "shared" && h;
+  const head = shared
+    ? [`held shared by ${holders.length} session${holders.length === 1 ? "" : "s"}`,
+       hasValue(d.limit) ? ` (a semaphore: ${holders.length}/${d.limit} in use)` : ""]
+    : h
     ? [`held by client ${h.client_id} (session `, el("span", { class: "mono", title: h.session_id }, short(h.session_id)),
-       `, fence token ${h.fence_token}) for ${duration(now - h.acquired_at)}`]
+       `, fence token ${h.fence_token}) for ${duration(now - h.acquired_at)}`,
+       ...(hasValue(h.value) ? [", value ", valueChip(h.value)] : [])]
     : d.delayed_until
       ? [`free, under lock-delay until ${clock(d.delayed_until)}: the head of the queue gets it then`]
       : ["free"];
   td.append(el("div", { class: "lock-head" }, ...head));
+  if (shared) {
+    const rows = holders.map((x, i) => el("tr", { "data-session": x.session_id },
+      el("td", { class: "num" }, i + 1),
+      el("td", {}, x.client_id),
+      el("td", { class: "mono id", title: x.session_id }, short(x.session_id)),
+      el("td", { class: "num" }, x.fence_token),
+      el("td", { class: "num" }, duration(now - x.acquired_at)),
+      el("td", { class: "val" }, hasValue(x.value) ? valueChip(x.value) : el("span", { class: "muted" }, "–"))));
+    td.append(el("table", { class: "holders" },
+      el("thead", {}, el("tr", {}, el("th", { class: "num" }, "#"), el("th", {}, "Holder"), el("th", {}, "Session"),
+        el("th", { class: "num" }, "Token"), el("th", { class: "num" }, "Held for"), el("th", {}, "Value"))),
+      el("tbody", {}, ...rows)));
+  }
   const waiters = d.waiters || [];
   if (!waiters.length) {
     td.append(el("div", { class: "muted" }, "no one is waiting"));
@@ -173,7 +254,7 @@ function lockDetail(row, d, now) {
     el("td", { class: "num" }, i + 1),
     el("td", {}, w.client_id),
     el("td", { class: "mono id", title: w.session_id }, short(w.session_id)),
-    el("td", {}, w.mode),
+    el("td", {}, waiterMode(w)),
     el("td", { class: "num" }, duration(now - w.since)),
     el("td", { class: "num", title: `gives up at ${clock(w.deadline)}` }, duration(w.deadline - now))));
   td.append(el("table", { class: "waiters" },
@@ -254,10 +335,20 @@ function describe(e) {
       (e.lock_delay ? `, lock-delay ${e.lock_delay} s)` : ")");
     case "session_deleted": return `client ${e.client_id} closed session ${short(e.session_id)}${rel(e.released)}`;
     case "session_expired": return `session ${short(e.session_id)} of client ${e.client_id} expired${rel(e.released)}`;
-    case "lock_acquired": return e.queued
-      ? `${e.resource} handed to client ${e.client_id} after waiting ${duration(e.waited)} (fence token ${e.fence_token})`
-      : `client ${e.client_id} acquired ${e.resource} with fence token ${e.fence_token}`;
-    case "lock_waiting": return `client ${e.client_id} waits for ${e.resource} (place ${e.queue_length}, until ${clock(e.deadline)})`;
+    case "lock_acquired": {
+      const shared = e.mode === "shared";
+      const value = hasValue(e.value) ? `, value ${e.value}` : "";
+      if (e.queued) {
+        return `${e.resource} handed to client ${e.client_id} after waiting ${duration(e.waited)} ` +
+          `(${shared ? "shared, " : ""}fence token ${e.fence_token}${value})`;
+      }
+      return shared
+        ? `client ${e.client_id} took ${e.resource} shared (fence token ${e.fence_token}${value})`
+        : `client ${e.client_id} acquired ${e.resource} with fence token ${e.fence_token}${value}`;
+    }
+    case "lock_waiting": return `client ${e.client_id} waits for ${e.resource}` +
+      (e.mode === "shared" ? ` shared (${hasValue(e.limit) ? `limit ${e.limit}, ` : ""}` : " (") +
+      `place ${e.queue_length}, until ${clock(e.deadline)})`;
     case "lock_wait_ended": return `client ${e.client_id} stopped waiting for ${e.resource}: ` +
       `${WAIT_ENDS[e.reason] || e.reason} after ${duration(e.waited)}`;
     case "lock_released": return `client ${e.client_id} released ${e.resource} (fence token ${e.fence_token})`;
@@ -279,11 +370,16 @@ function addEvent(msg) {
     if (seenEvents.has(e.id)) return;
     seenEvents.add(e.id);
   }
+  if (e.type === "lock_acquired" && hasValue(e.value)) {
+    grantValues.set(`${e.resource}#${e.fence_token}`, e.value);
+    if (grantValues.size > MAX_VALUES) grantValues.delete(grantValues.keys().next().value);
+  }
   const at = new Date(e.at * 1000);
   const handoff = e.type === "lock_acquired" && e.queued === true;
   const attrs = { "data-type": e.type };
   if (handoff) attrs["data-queued"] = "true";
   if (e.reason) attrs["data-reason"] = e.reason;
+  if (e.mode) attrs["data-mode"] = e.mode;
   const li = el("li", attrs,
     el("time", { datetime: at.toISOString() }, at.toLocaleTimeString()),
     el("span", { class: "tag " + e.type + (e.reason ? " " + e.reason : "") }, handoff ? "lock handed off" : e.type.replace(/_/g, " ")),

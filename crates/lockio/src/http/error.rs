@@ -82,15 +82,17 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> ApiError {
         match e {
             ServiceError::Domain(d) => domain(d),
-            ServiceError::WaitTimedOut { blocked_by, waited_ms } => {
+            ServiceError::WaitTimedOut { resource, blocked_by, waited_ms } => {
                 let waited = waited_ms as f64 / 1000.0;
                 match blocked_by {
                     Some(d) => domain(d).with("waited", waited),
                     None => ApiError::new(
                         StatusCode::CONFLICT,
                         "WAIT_TIMEOUT",
-                        "The wait reached its deadline just as the resource became free; asking again may get it",
+                        format!("The wait for {resource} reached its deadline just as it became free; asking again may get it"),
                     )
+                    .with("acquired", false)
+                    .with("resource", resource.as_str())
                     .with("waited", waited),
                 }
             }

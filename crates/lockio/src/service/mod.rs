@@ -421,7 +421,7 @@ impl Service {
                 Err(ServiceError::Domain(refusal.unwrap_or(DomainError::SessionNotFound { session_id })))
             }
             waits::WaitResult::Ended { blocked_by, waited_ms, .. } => {
-                Err(ServiceError::WaitTimedOut { blocked_by, waited_ms })
+                Err(ServiceError::WaitTimedOut { resource, blocked_by, waited_ms })
             }
         }
     }

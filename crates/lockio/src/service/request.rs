@@ -224,7 +224,7 @@ pub enum ServiceError {
     /// A wait reached its deadline; `blocked_by` is what held the resource then (`None`: it
     /// had just become free).
     #[error("wait timed out")]
-    WaitTimedOut { blocked_by: Option<DomainError>, waited_ms: u64 },
+    WaitTimedOut { resource: Resource, blocked_by: Option<DomainError>, waited_ms: u64 },
     /// No leader could answer in time. `outcome_unknown`: the request may still take effect.
     #[error("unavailable: {reason}")]
     Unavailable { reason: String, outcome_unknown: bool },

@@ -395,6 +395,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub timing: Timing,
 
+    #[command(flatten)]
+    pub connections: ConnectionLimits,
+
     /// Take a snapshot (and let the log be compacted) after this many log entries.
     #[arg(long, env = "LOCKIO_SNAPSHOT_EVERY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_every: u64,
@@ -437,6 +440,34 @@ pub struct Timing {
     /// How often the leader looks for sessions whose timeout has passed.
     #[arg(long, env = "LOCKIO_SWEEP_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub sweep_interval: Duration,
+}
+
+/// What the two listeners (--http and --raft) allow a connection, so that slow or idle clients
+/// cannot hold the node's connections (see README, "Running a cluster").
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionLimits {
+    /// How long a client has to send a request's head (the request line and headers), counted
+    /// from the connection's opening or from the first byte of a request on a kept-alive one;
+    /// a slower connection is closed.
+    #[arg(long, env = "LOCKIO_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_interval)]
+    pub header_read_timeout: Duration,
+
+    /// How long a kept-alive connection may sit without a request before it is closed. Never
+    /// applies while a request is in progress (a wait, the event stream). Longer than the idle
+    /// time of the clients' connection pools (90 s for lockio's clients, 60 s between nodes), so
+    /// a client never reuses a connection the node is closing.
+    #[arg(long, env = "LOCKIO_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_interval)]
+    pub idle_timeout: Duration,
+
+    /// How many client API connections (--http) are served at once; further ones wait until one
+    /// closes. Each waiting acquire holds one, and a queue takes 10,000 waiters.
+    #[arg(long, env = "LOCKIO_MAX_CONNECTIONS", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// How many node-to-node connections (--raft) are served at once; further ones wait until
+    /// one closes. A peer uses a few.
+    #[arg(long, env = "LOCKIO_MAX_PEER_CONNECTIONS", default_value_t = 1_024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_peer_connections: u64,
 }
 
 /// `lockio dev`.

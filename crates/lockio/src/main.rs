@@ -6,6 +6,7 @@ mod dev;
 mod events;
 mod formation;
 mod http;
+mod listener;
 mod metrics;
 mod node;
 mod raft;
@@ -36,7 +37,7 @@ fn main() {
         }
     };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")))
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -49,6 +50,23 @@ fn main() {
         eprintln!("lockio: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// openraft's targets that log each failed RPC to a peer that is down (several lines every
+/// 0.5 s per peer). They are off unless `RUST_LOG` names them: the transport logs when a peer
+/// stops answering and when it is back (`transport::client`), and `node` logs a Raft core that
+/// stops by itself.
+const QUIETED: [&str; 3] =
+    ["openraft::replication", "openraft::engine::handler::replication_handler", "openraft::core::raft_core"];
+
+/// `RUST_LOG`, or `info,openraft=warn`, with the `QUIETED` targets off.
+fn log_filter() -> EnvFilter {
+    let asked = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    for target in QUIETED.iter().filter(|t| !asked.contains(**t)) {
+        filter = filter.add_directive(format!("{target}=off").parse().expect("a valid directive"));
+    }
+    filter
 }
 
 fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 //! the background tasks (expiry sweep, cluster formation, HTTP advert), then shut down cleanly
 //! when `shutdown` resolves, or exit with an error when Raft stops by itself.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,13 +20,15 @@ use crate::service::{
     run_leader_watch, run_member_probes, run_sweeper, Request, Service, ServiceConfig, Signals, Waits,
 };
 use crate::transport::{Network, PeerClient};
-use crate::{formation, http, transport};
+use crate::{formation, http, listener, transport};
 
 /// Runs a node until `shutdown` resolves. Errors are for the operator: one line each.
 pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     if !args.peers.contains_key(&args.id) {
         bail!("--id {} is not one of the --peers ({:?})", args.id, args.peers.keys().collect::<Vec<_>>());
     }
+    // Every connection is a file descriptor; room for both caps and the node's own files.
+    listener::raise_open_file_limit(args.connections.max_connections + args.connections.max_peer_connections + 1_024);
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
     let http_listener =
@@ -88,16 +90,27 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow:
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let http_server = tokio::spawn(
-        axum::serve(http_listener, http::router(service.clone(), metrics))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
-    let raft_server = tokio::spawn(
-        axum::serve(raft_listener, transport::server::router(service.clone()))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
+    let limits = &args.connections;
+    let api_limits = listener::Limits {
+        header_read_timeout: limits.header_read_timeout,
+        idle_timeout: limits.idle_timeout,
+        max_connections: limits.max_connections as usize,
+    };
+    let peer_limits = listener::Limits { max_connections: limits.max_peer_connections as usize, ..api_limits };
+    let http_server = tokio::spawn(listener::serve(
+        "http",
+        http_listener,
+        http::router(service.clone(), metrics),
+        api_limits,
+        stopped(stop_rx.clone()),
+    ));
+    let raft_server = tokio::spawn(listener::serve(
+        "raft",
+        raft_listener,
+        transport::server::router(service.clone()),
+        peer_limits,
+        stopped(stop_rx.clone()),
+    ));
     let background = [
         tokio::spawn(run_sweeper(service.clone(), timing.sweep_interval)),
         tokio::spawn(run_member_probes(service.clone())),

@@ -1,6 +1,10 @@
 //! The sending side of the transport: one pooled HTTP client per node, shared by every Raft
-//! replication stream, election and forwarded request.
+//! replication stream, election and forwarded request. It also says, once, when a peer stops
+//! answering and when it answers again (openraft's own line per failed RPC is turned off in
+//! main.rs).
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -31,6 +35,8 @@ pub enum CallError {
 #[derive(Clone)]
 pub struct PeerClient {
     http: reqwest::Client,
+    /// The peers (by address) whose last call got no answer.
+    silent: Arc<Mutex<HashSet<String>>>,
 }
 
 impl PeerClient {
@@ -42,7 +48,26 @@ impl PeerClient {
             .no_proxy()
             .build()
             .expect("a plain HTTP client builds");
-        PeerClient { http }
+        PeerClient { http, silent: Arc::default() }
+    }
+
+    /// Notes whether a call to `addr` got an answer; logs only the changes, the rest at debug.
+    fn heard(&self, addr: &str, answered: Result<(), &CallError>) {
+        let mut silent = self.silent.lock().unwrap_or_else(|e| e.into_inner());
+        match answered {
+            Ok(()) => {
+                if silent.remove(addr) {
+                    tracing::info!(peer = addr, "peer answers again");
+                }
+            }
+            Err(e) => {
+                if silent.insert(addr.to_string()) {
+                    tracing::warn!(peer = addr, error = %e, "peer unreachable or not answering; retrying quietly");
+                } else {
+                    tracing::debug!(peer = addr, error = %e, "peer still unreachable");
+                }
+            }
+        }
     }
 
     /// POSTs `body` (postcard) to `http://addr/path` and decodes the postcard answer, within
@@ -65,12 +90,15 @@ impl PeerClient {
             .send()
             .await
             .map_err(|e| {
-                if e.is_connect() {
+                let e = if e.is_connect() {
                     CallError::Unreachable { addr: addr.to_string(), reason: e.to_string() }
                 } else {
                     failed(e.to_string())
-                }
+                };
+                self.heard(addr, Err(&e));
+                e
             })?;
+        self.heard(addr, Ok(()));
         if !response.status().is_success() {
             return Err(failed(format!("status {}", response.status())));
         }

@@ -10,6 +10,7 @@ mod dashboard;
 mod durability;
 mod expiry;
 mod failover;
+mod hardening;
 mod observability;
 mod readme;
 mod serve;

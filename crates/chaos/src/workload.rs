@@ -650,20 +650,29 @@ async fn acquire(
 ) -> Acquired {
     loop {
         let answer = ctx.api.acquire(client, ctx.random_node(rng), session, resource, want).await;
-        match (answer.outcome, answer.status) {
-            (Outcome::Ok, _) => match answer.body["fence_token"].as_u64() {
-                Some(t) => return Acquired::Held(FenceToken(t)),
-                None => return Acquired::SessionGone,
-            },
-            (Outcome::Fail, Some(409)) => return Acquired::Busy,
-            (Outcome::Fail, Some(404 | 410)) => return Acquired::SessionGone,
-            // Not applied, or unknown: acquire is idempotent, so asking again tells.
-            _ => {}
+        // Not applied, or unknown: acquire is idempotent, so asking again tells.
+        if let Some(acquired) = definite(&answer) {
+            return acquired;
         }
         if ctx.stopping() {
             return Acquired::Stopped;
         }
         tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// What an acquire's answer says for certain: a grant, a refusal (409: held, the wait's
+/// deadline, a full queue, a lock-delay, a mode or limit conflict), or the session gone; `None`
+/// when it was not applied or its outcome is unknown.
+fn definite(answer: &Answer) -> Option<Acquired> {
+    match (answer.outcome, answer.status) {
+        (Outcome::Ok, _) => Some(match answer.body["fence_token"].as_u64() {
+            Some(t) => Acquired::Held(FenceToken(t)),
+            None => Acquired::SessionGone,
+        }),
+        (Outcome::Fail, Some(409)) => Some(Acquired::Busy),
+        (Outcome::Fail, Some(404 | 410)) => Some(Acquired::SessionGone),
+        _ => None,
     }
 }
 
@@ -692,15 +701,8 @@ async fn wait_for(
         let wait_secs = left.as_secs_f64().ceil().max(1.0) as u64;
         let node = ctx.random_node(rng);
         let answer = ctx.api.acquire_wait(client, node, session, resource, want, wait_secs, cancel_after).await;
-        match (answer.outcome, answer.status) {
-            (Outcome::Ok, _) => match answer.body["fence_token"].as_u64() {
-                Some(t) => return Acquired::Held(FenceToken(t)),
-                None => return Acquired::SessionGone,
-            },
-            // The deadline (`LOCK_HELD`), or a refusal (`QUEUE_FULL`, `LOCK_DELAYED`).
-            (Outcome::Fail, Some(409)) => return Acquired::Busy,
-            (Outcome::Fail, Some(404 | 410)) => return Acquired::SessionGone,
-            _ => {}
+        if let Some(acquired) = definite(&answer) {
+            return acquired;
         }
         if ctx.stopping() {
             return Acquired::Stopped;
